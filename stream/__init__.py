@@ -1,0 +1,1 @@
+"""crmbonus: CRM sales activity in, bonus pay out."""

@@ -1,0 +1,170 @@
+"""The `crmbonus` command (SPEC section 8). Thin: parse flags, call the service, print."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stream import embedded
+from stream.errors import CrmbonusError
+from stream.kafka import ensure_topics, publish as publish_messages
+from stream.plan import load_plan
+from stream.publishing import read_lines, refusals, to_outgoing
+from stream.settings import ENV_BROKER, ENV_DATABASE_URL, ENV_PLAN, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+err = Console(stderr=True)
+out = Console()
+
+
+class Crmbonus(click.Group):
+    """Turns our own errors into one readable line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CrmbonusError as error:
+            err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+
+def service_options(command: F) -> F:
+    """--broker, --database-url and --plan, accepted by every command (SPEC section 8)."""
+    options = [
+        click.option("--broker", metavar="URL", help=f"kafka://host:port, several joined by ';' "
+                     f"(env {ENV_BROKER}; default: an embedded broker)."),
+        click.option("--database-url", metavar="URL", help=f"postgresql:// URL (env {ENV_DATABASE_URL}; "
+                     "default: an embedded Postgres under ./.crmbonus/)."),
+        click.option("--plan", metavar="PATH", help=f"Bonus plan TOML (env {ENV_PLAN}; "
+                     "default: deploy/plans/default.toml)."),
+    ]
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
+
+
+def settings_from(broker: str | None, database_url: str | None, plan: str | None, **extra: Any) -> Settings:
+    return load_settings(broker=broker, database_url=database_url, plan=plan, **extra)
+
+
+@click.group(cls=Crmbonus, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """crmbonus: CRM sales activity in, cross-sell and appointment bonus pay out.
+
+    With no --broker/--database-url (or CRMBONUS_* variables), every command uses an
+    embedded Kafka-compatible broker and an embedded Postgres kept under ./.crmbonus/.
+    """
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@service_options
+@click.option("--web-port", default=6066, show_default=True, help="Port of the worker's HTTP server.")
+def worker(broker: str | None, database_url: str | None, plan: str | None, web_port: int) -> None:
+    """Run the Faust worker: consume the CRM topics and keep the bonus tables current.
+
+    Stops cleanly on SIGTERM or Ctrl-C: the batch in hand is committed first.
+    """
+    from stream.runner import run_worker
+
+    settings = settings_from(broker, database_url, plan, web_port=web_port)
+    bonus_plan = load_plan(settings.plan_path)
+    with embedded.services(settings) as resolved:
+        assert resolved.broker is not None
+        asyncio.run(ensure_topics(resolved.broker, resolved.topics, resolved.partitions))
+        err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}")
+        run_worker(resolved, bonus_plan, loglevel="info" if logging.getLogger().level <= logging.INFO else "warn")
+
+
+@main.command()
+@service_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Validate every line first; publish nothing if any is invalid.")
+def publish(broker: str | None, database_url: str | None, plan: str | None,
+            files: tuple[str, ...], check: bool) -> None:
+    """Publish each JSON line of FILES, as it is, to the topic of its event_type.
+
+    Lines without a known event_type (or not JSON) go to the sales topic, where the
+    worker dead-letters them. Keyed by customer_id where present. Blank lines are skipped.
+    With no --broker, publishes to the embedded broker of a running `crmbonus worker`.
+    """
+    settings = settings_from(broker, database_url, plan)
+    lines = read_lines(files)
+    if check:
+        problems = list(refusals(lines))
+        if problems:
+            for problem in problems:
+                err.print(problem, highlight=False, soft_wrap=True)
+            raise CrmbonusError(f"{len(problems)} of {len(lines)} lines are invalid; nothing was published")
+    target = settings.broker or embedded.running_broker(settings.data_dir)
+    if target is None:
+        raise CrmbonusError(
+            "no broker configured (--broker or CRMBONUS_BROKER) and no embedded broker is running "
+            f"under {settings.data_dir}/; start `crmbonus worker` first, or use `crmbonus replay`"
+        )
+    outgoing = [to_outgoing(line, settings.topics) for line in lines]
+    with _bar("publishing", len(outgoing)) as advance:
+        async def run() -> None:
+            await ensure_topics(target, settings.topics, settings.partitions)
+            await publish_messages(target, outgoing, on_sent=advance)
+
+        asyncio.run(run())
+    err.print(f"published {len(outgoing)} lines to {target}")
+
+
+@main.command()
+@service_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def replay(broker: str | None, database_url: str | None, plan: str | None, files: tuple[str, ...]) -> None:
+    """Publish FILES in order to a fresh embedded broker (or --broker), process them, exit 0.
+
+    Exits 0 only once every published event is committed to Postgres: stored,
+    dead-lettered or recognised as a duplicate. Safe to run twice: nothing doubles.
+    """
+    from stream.replay import ReplayProgress, replay as run_replay
+
+    settings = settings_from(broker, database_url, plan)
+    bonus_plan = load_plan(settings.plan_path)
+    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, disable=not err.is_terminal)
+    with progress:
+        published = progress.add_task("published", total=None)
+        committed = progress.add_task("committed", total=None)
+
+        def set_total(n: int) -> None:
+            progress.update(published, total=n)
+            progress.update(committed, total=n)
+
+        report = run_replay(settings, bonus_plan, files, ReplayProgress(
+            total=set_total,
+            published=lambda n: progress.advance(published, n),
+            committed=lambda n: progress.advance(committed, n),
+        ))
+    err.print(
+        f"replayed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
+        f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters"
+    )
+
+
+class _bar:
+    """A progress bar on a terminal, nothing elsewhere; yields an `advance(n)` function."""
+
+    def __init__(self, description: str, total: int) -> None:
+        self.progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err, disable=not err.is_terminal)
+        self.task = self.progress.add_task(description, total=total)
+
+    def __enter__(self) -> Callable[[int], None]:
+        self.progress.start()
+        return lambda n: self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

