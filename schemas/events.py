@@ -135,3 +135,8 @@ EVENT_TYPES: dict[str, type[_Event]] = {
     "callback": Callback,
     "lead_handoff": LeadHandoff,
 }
+
+
+def event_type(event: Event) -> str:
+    """The `event_type` tag of a decoded event."""
+    return type(event).__struct_config__.tag  # type: ignore[return-value]

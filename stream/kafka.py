@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -85,9 +86,16 @@ async def publish(
         on_sent(len(pending))
         pending.clear()
 
+    partitions: dict[str, int] = {}
     try:
         for message in messages:
-            pending.append(await producer.send(message.topic, message.value, key=message.key))
+            partition = None
+            if message.key is None:  # not random: a file replayed twice lands at the same offsets
+                if message.topic not in partitions:
+                    partitions[message.topic] = len(await producer.partitions_for(message.topic))
+                partition = zlib.crc32(message.value) % partitions[message.topic]
+            pending.append(await producer.send(message.topic, message.value, key=message.key,
+                                               partition=partition))
             if len(pending) >= window:
                 await drain()
         await drain()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from schemas.decode import InvalidEvent, decode_event
+from schemas.events import event_type
 from stream import ledger, store
 from stream.plan import Plan
 from stream.store import DeadLetter, Decoded, Message
@@ -50,6 +51,9 @@ class BatchResult:
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     attempts: int = 1
     seconds: float = 0.0
+    db_seconds: float = 0.0
+    #: (topic, event_type or "invalid") -> messages, for the consumed-events metric
+    consumed_by: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -69,6 +73,7 @@ class Pipeline:
         attempt = 0
         while True:
             attempt += 1
+            attempt_started = time.monotonic()
             try:
                 result = await self._commit(batch, decoded, invalid)
             except RETRYABLE as error:
@@ -80,6 +85,8 @@ class Pipeline:
                 continue
             self.healthy, self.last_error = True, None
             result.attempts, result.seconds = attempt, time.monotonic() - started
+            result.db_seconds = time.monotonic() - attempt_started
+            result.consumed_by = consumed_by(decoded, invalid)
             return result
 
     async def _commit(
@@ -98,6 +105,17 @@ class Pipeline:
         result.stored, result.duplicates = len(outcome.inserted), outcome.duplicates
         result.credits_inserted, result.credits_retracted = change.inserted, change.retracted
         return result
+
+
+def consumed_by(decoded: list[Decoded], invalid: list[DeadLetter]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for item in decoded:
+        key = (item.message.topic, event_type(item.event))
+        counts[key] = counts.get(key, 0) + 1
+    for letter in invalid:
+        key = (letter.message.topic, "invalid")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def split(batch: Sequence[Message]) -> tuple[list[Decoded], list[DeadLetter]]:

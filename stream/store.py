@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 
 from schemas.decode import CONFLICTING_DUPLICATE, DUPLICATE_SALE_ID, same_content
-from schemas.events import Event, Sale
+from schemas.events import Event, Sale, event_type
 
 
 _decoder = msgspec.json.Decoder(Event)
@@ -74,7 +74,7 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
     columns: tuple[list[object], ...] = tuple([] for _ in range(9))
     for item in batch:
         event, msg = item.event, item.message
-        row = (event.event_id, _type_of(event), event.customer_id, event.occurred_at,
+        row = (event.event_id, event_type(event), event.customer_id, event.occurred_at,
                event.sale_id if isinstance(event, Sale) else None, msg.value,
                msg.topic, msg.partition, msg.offset)
         for column, value in zip(columns, row):
@@ -185,8 +185,4 @@ async def load_customer_events(
     for row in rows:
         grouped[row["customer_id"]].append(_decoder.decode(row["raw"]))
     return grouped
-
-
-def _type_of(event: Event) -> str:
-    return type(event).__struct_config__.tag  # type: ignore[return-value]
 

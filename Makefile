@@ -1,0 +1,44 @@
+# crmbonus — every command the README mentions. `make help` lists them.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+BIN   := $(VENV)/bin
+PYTHON ?= python3
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv and install crmbonus with its test tools
+
+system-deps: ## Debian packages the tests use: promtool (prometheus) and chromium (browser test)
+	@if ! command -v promtool >/dev/null || ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium >/dev/null; \
+	  else echo "note: install Debian's prometheus and chromium for the promtool and browser tests (they are skipped otherwise)"; fi; \
+	fi
+
+demo: setup ## the main job: a month of CRM activity through the embedded stack, leaderboard, settlement, payroll file
+	$(BIN)/crmbonus demo
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup system-deps lint ## lint, then every test (unit, integration, faults) on the real embedded broker and Postgres
+	$(PY) -m pytest
+
+unit: setup ## the unit tests only (seconds)
+	$(PY) -m pytest tests/unit
+
+clean: ## remove the embedded data directory (.crmbonus/)
+	rm -rf .crmbonus
+
+.PHONY: help setup system-deps demo lint test unit clean

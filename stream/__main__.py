@@ -1,0 +1,5 @@
+"""`python -m stream` is `crmbonus`."""
+
+from stream.cli import main
+
+main()

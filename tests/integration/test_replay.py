@@ -1,0 +1,89 @@
+"""`crmbonus replay` through the real embedded broker, Faust and Postgres (SPEC sections 3 and 8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.integration.conftest import EXAMPLES, crmbonus, read_csv, running, snapshot
+
+pytestmark = pytest.mark.integration
+
+MONTH = (EXAMPLES / "month.jsonl").read_bytes().splitlines()
+
+#: One invalid line per reason code the pipeline decides, with the topic it lands on.
+INVALID = [
+    (b'{"event_id": "broken", ', "crm.sales", "invalid_json"),
+    (b'\xff\xfe not utf-8', "crm.sales", "invalid_json"),
+    (b'[1, 2, 3]', "crm.sales", "schema_violation"),
+    (b'{"event_id":"n1","event_type":"callback","occurred_at":"2026-11-02T10:00:00",'
+     b'"customer_id":"c1","telemarketer_id":"tm-1","outcome":"declined"}', "crm.callbacks", "schema_violation"),
+    (b'{"event_id":"m1","event_type":"sale","occurred_at":"2026-11-02T10:00:00Z","customer_id":"c9",'
+     b'"sale_id":"S9","seller_id":"fr-1","seller_role":"field_rep","currency":"EUR","lines":[{"line_id":"a",'
+     b'"sku":"x","category":"tv","quantity":1,"unit_price":"NaN"}]}', "crm.sales", "schema_violation"),
+    (b'{"event_id":"u1","event_type":"teleport","customer_id":"c1"}', "crm.sales", "unknown_event_type"),
+    # cb1 again with another telemarketer: same event_id, different content
+    (MONTH[0].replace(b'"tm-1"', b'"tm-9"'), "crm.callbacks", "conflicting_duplicate"),
+    # a new event claiming sale S1 again
+    (MONTH[1].replace(b'"event_id":"s1"', b'"event_id":"s1-again"'), "crm.sales", "duplicate_sale_id"),
+]
+
+
+def write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+async def test_valid_events_once_and_one_dead_letter_per_invalid_line(pg_url: str, tmp_path: Path) -> None:
+    # valid events, exact duplicates (one re-spelled: other key order and 80 -> 80.0), then garbage
+    respelled = json.dumps(dict(reversed(list(json.loads(MONTH[1]).items())))).encode().replace(
+        b'"unit_price": 80}', b'"unit_price": 80.0}')
+    lines = [*MONTH, MONTH[0], MONTH[2], respelled, *(raw for raw, _, _ in INVALID)]
+    done = crmbonus("replay", str(write(tmp_path / "mixed.jsonl", lines)), "--database-url", pg_url,
+                    data_dir=tmp_path)
+    assert f"replayed {len(lines)} lines" in done.stderr
+    assert f"{len(MONTH)} events stored, 3 duplicates ignored, {len(INVALID)} dead letters" in done.stderr
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        stored = await conn.fetch("SELECT event_id, raw FROM events ORDER BY event_id")
+        letters = await conn.fetch('SELECT topic, payload, reason, key FROM dead_letters ORDER BY id')
+    finally:
+        await conn.close()
+    assert sorted(json.loads(line)["event_id"] for line in MONTH) == [row["event_id"] for row in stored]
+    assert {bytes(row["raw"]) for row in stored} == set(MONTH)
+    assert sorted((row["topic"], bytes(row["payload"]), row["reason"]) for row in letters) == sorted(
+        (topic, raw, reason) for raw, topic, reason in INVALID)
+    keyed = {bytes(row["payload"]): row["key"] for row in letters}
+    assert keyed[INVALID[6][0]] == b"c1"  # the original key travels with the dead letter
+    assert keyed[INVALID[0][0]] is None
+
+
+async def test_replaying_the_same_file_twice_changes_nothing(pg_url: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "mixed.jsonl", [*MONTH, *(raw for raw, _, _ in INVALID)])
+    crmbonus("replay", str(path), "--database-url", pg_url, data_dir=tmp_path)
+    first = await snapshot(pg_url)
+    done = crmbonus("replay", str(path), "--database-url", pg_url, data_dir=tmp_path)
+    assert f"0 events stored, {len(MONTH)} duplicates ignored, 0 dead letters" in done.stderr
+    assert await snapshot(pg_url) == first
+
+
+async def test_worked_example_matches_to_the_cent(pg_url: str, tmp_path: Path) -> None:
+    crmbonus("replay", str(EXAMPLES / "month.jsonl"), "--database-url", pg_url, data_dir=tmp_path)
+    assert await running(pg_url) == read_csv(EXAMPLES / "expected_running_after_month.csv")
+
+
+def test_unreachable_database_is_named(tmp_path: Path) -> None:
+    done = crmbonus("replay", str(EXAMPLES / "month.jsonl"), "--database-url",
+                    "postgresql://nobody@127.0.0.1:1/nothing", data_dir=tmp_path, check=False)
+    assert done.returncode == 2
+    assert "cannot reach Postgres at 127.0.0.1:1/nothing" in done.stderr
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    done = crmbonus("replay", str(tmp_path / "nope.jsonl"), data_dir=tmp_path, check=False)
+    assert done.returncode == 2
+    assert f"cannot read {tmp_path / 'nope.jsonl'}" in done.stderr
