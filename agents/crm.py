@@ -7,7 +7,7 @@ otherwise commit offsets past batches still in flight.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
@@ -26,7 +26,8 @@ def register(app: faust.App, runtime: Runtime) -> None:
 
     @app.agent(source, concurrency=1, name="crm_events")
     async def crm_events(stream: faust.StreamT[Any]) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        batches = cast(faust.Stream[Any], stream).take_events(settings.batch_max, within=settings.batch_within)
+        async for events in batches:
             assert runtime.pipeline is not None, "the Postgres service starts before the agent"
             result = await runtime.pipeline.handle([to_message(event) for event in events])
             for letter in result.new_dead_letters:

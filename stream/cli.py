@@ -6,22 +6,27 @@ import asyncio
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from stream import embedded
+from stream import db, embedded
 from stream.errors import CrmbonusError
-from stream.kafka import ensure_topics, publish as publish_messages
+from stream.kafka import ensure_topics
+from stream.kafka import publish as publish_messages
 from stream.plan import load_plan
 from stream.publishing import read_lines, refusals, to_outgoing
 from stream.settings import ENV_BROKER, ENV_DATABASE_URL, ENV_PLAN, Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-err = Console(stderr=True)
+T = TypeVar("T")
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
@@ -81,7 +86,8 @@ def worker(broker: str | None, database_url: str | None, plan: str | None, web_p
         assert resolved.broker is not None
         asyncio.run(ensure_topics(resolved.broker, resolved.topics, resolved.partitions))
         err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}")
-        run_worker(resolved, bonus_plan, loglevel="info" if logging.getLogger().level <= logging.INFO else "warn")
+        verbose = logging.getLogger().level <= logging.INFO
+        run_worker(resolved, bonus_plan, loglevel="info" if verbose else "warn")
 
 
 @main.command()
@@ -129,7 +135,8 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, files
     Exits 0 only once every published event is committed to Postgres: stored,
     dead-lettered or recognised as a duplicate. Safe to run twice: nothing doubles.
     """
-    from stream.replay import ReplayProgress, replay as run_replay
+    from stream.replay import ReplayProgress
+    from stream.replay import replay as run_replay
 
     settings = settings_from(broker, database_url, plan)
     bonus_plan = load_plan(settings.plan_path)
@@ -152,6 +159,106 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, files
         f"replayed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
         f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters"
     )
+
+
+def with_database(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `work` on a connection to the configured (or embedded) database, migrated first."""
+    with embedded.services(settings, need_broker=False) as resolved:
+        assert resolved.database_url is not None
+        url = resolved.database_url
+
+        async def run() -> T:
+            pool = await db.create_pool(url, max_size=1)
+            try:
+                await db.migrate(pool)
+                async with pool.acquire() as conn:
+                    return await work(conn)
+            finally:
+                await pool.close()
+
+        return asyncio.run(run())
+
+
+@main.command()
+@service_options
+@click.option("--period", required=True, metavar="YYYY-MM", help="The month to close (plan time zone).")
+def settle(broker: str | None, database_url: str | None, plan: str | None, period: str) -> None:
+    """Close PERIOD: copy its bonus_running rows into the immutable bonus_settled.
+
+    Settling a closed period again changes nothing and says so. Events that change a
+    closed period afterwards are paid as prior_adjustments in the next open period.
+    """
+    from stream.settlement import check_period
+    from stream.settlement import settle as close_period
+
+    check_period(period)
+    result = with_database(settings_from(broker, database_url, plan), lambda conn: close_period(conn, period))
+    when = result.settled_at.isoformat(timespec="seconds")
+    if result.already_closed:
+        err.print(f"period {period} is already closed (settlement {result.settlement_id} at {when}); "
+                  "nothing changed")
+    else:
+        err.print(f"settled {period}: {result.rows} rows, total_bonus {result.total_bonus} "
+                  f"(settlement {result.settlement_id} at {when})")
+
+
+@main.command()
+@service_options
+@click.option("--period", required=True, metavar="YYYY-MM", help="A settled month.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not to standard output.")
+def export(broker: str | None, database_url: str | None, plan: str | None, period: str, fmt: str,
+           output: str | None) -> None:
+    """The payroll file of a settled PERIOD, one row per person, from bonus_settled."""
+    from stream.reports import payroll_file
+    from stream.settlement import check_period
+
+    check_period(period)
+    settings = settings_from(broker, database_url, plan)
+    payroll = with_database(settings, lambda conn: payroll_file(conn, period))
+    text = payroll.to_csv() if fmt == "csv" else payroll.to_json()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text)
+    totals = payroll.totals()
+    err.print(f"{period}: {len(payroll.rows)} people, total_bonus {totals['total_bonus']}"
+              + (f", written to {output}" if output else ""))
+
+
+@main.command()
+@service_options
+@click.option("--period", metavar="YYYY-MM", help="Default: the latest period with bonus rows.")
+@click.option("--role", type=click.Choice(["telemarketer", "field_rep"]), help="Default: everyone.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Rows to show.")
+def leaderboard(broker: str | None, database_url: str | None, plan: str | None, period: str | None,
+                role: str | None, limit: int) -> None:
+    """The leaderboard in the terminal: rank, person, role, cross-sells, amount, appointments, bonus."""
+    from stream.reports import latest_period
+    from stream.reports import leaderboard as standings
+
+    async def work(conn: asyncpg.Connection) -> tuple[str | None, list[Any]]:
+        chosen = period or await latest_period(conn)
+        return chosen, ([] if chosen is None else await standings(conn, chosen, role, limit))
+
+    chosen, rows = with_database(settings_from(broker, database_url, plan), work)
+    if chosen is None:
+        err.print("no bonus rows yet: process some events first (crmbonus replay FILE)")
+        return
+    out.print(leaderboard_table(chosen, role, rows))
+
+
+def leaderboard_table(period: str, role: str | None, rows: list[Any]) -> Table:
+    table = Table(title=f"Leaderboard {period}" + (f" — {role}" if role else ""), title_justify="left")
+    for name, justify in (("#", "right"), ("person", "left"), ("role", "left"), ("cross-sells", "right"),
+                          ("amount", "right"), ("appointments", "right"), ("bonus", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(str(row.rank), row.person_id, row.role, str(row.cross_sell_count),
+                      f"{row.cross_sell_amount:,.2f}",
+                      f"{row.appointments_held} held / {row.appointments_converted} conv.",
+                      f"{row.total_bonus:,.2f}")
+    return table
 
 
 class _bar:

@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,7 +127,9 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     pgserver counts the processes using one data directory and stops the server
     when the last of them exits.
     """
-    import pgserver
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless
+        warnings.simplefilter("ignore")
+        import pgserver
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)

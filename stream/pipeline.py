@@ -17,7 +17,7 @@ import asyncpg
 
 from schemas.decode import InvalidEvent, decode_event
 from schemas.events import event_type
-from stream import ledger, store
+from stream import ledger, settlement, store
 from stream.plan import Plan
 from stream.store import DeadLetter, Decoded, Message
 
@@ -94,6 +94,7 @@ class Pipeline:
     ) -> BatchResult:
         result = BatchResult(consumed=len(batch))
         async with self.pool.acquire() as conn, conn.transaction():
+            await settlement.share_settlement_lock(conn)
             outcome = await store.insert_events(conn, decoded)
             result.new_dead_letters = await store.insert_dead_letters(
                 conn, invalid + outcome.dead_letters
@@ -101,6 +102,7 @@ class Pipeline:
             change = await ledger.recompute_customers(
                 conn, {item.event.customer_id for item in outcome.inserted}, self.plan
             )
+            await settlement.carry_adjustments(conn, sorted(change.persons))
             result.next_offsets = await store.save_progress(conn, self.group_id, batch)
         result.stored, result.duplicates = len(outcome.inserted), outcome.duplicates
         result.credits_inserted, result.credits_retracted = change.inserted, change.retracted

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
 import asyncpg
 import msgspec
 
 from schemas.decode import CONFLICTING_DUPLICATE, DUPLICATE_SALE_ID, same_content
 from schemas.events import Event, Sale, event_type
-
 
 _decoder = msgspec.json.Decoder(Event)
 
@@ -77,7 +77,7 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
         row = (event.event_id, event_type(event), event.customer_id, event.occurred_at,
                event.sale_id if isinstance(event, Sale) else None, msg.value,
                msg.topic, msg.partition, msg.offset)
-        for column, value in zip(columns, row):
+        for column, value in zip(columns, row, strict=True):
             column.append(value)
     returned = {r["event_id"] for r in await conn.fetch(_INSERT_EVENTS, *columns)}
     inserted: list[Decoded] = []

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +23,10 @@ import asyncpg
 import pytest
 
 from stream import db
+from stream.pipeline import BatchResult, Pipeline
+from stream.plan import load_plan
+from stream.settlement import Settlement, settle
+from stream.store import Message
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT.parent / "shared" / "examples"
@@ -30,7 +36,7 @@ RUNNING_COLUMNS = ("period", "person_id", "role", "cross_sell_count", "cross_sel
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """The URL of the `postgres` database of a server the tests may create databases on."""
     external = os.environ.get("CRMBONUS_TEST_DATABASE_URL")
     if external:
@@ -38,11 +44,14 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    # not under pytest's tmp_path: pytest prunes old base dirs, even under a running server
+    pgdata = Path(tempfile.mkdtemp(prefix="crmbonus-test-pg-"))
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:
@@ -119,3 +128,38 @@ async def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
     finally:
         await conn.close()
 
+
+
+class Feeder:
+    """Drives the real pipeline on a real Postgres without a broker: for rules-heavy tests.
+
+    Offsets grow per instance like a partition's would; the Kafka path itself is
+    covered by the replay tests.
+    """
+
+    def __init__(self, url: str, plan_path: str | None = None) -> None:
+        self.url = url
+        self.plan = load_plan(plan_path)
+        self.offset = 0
+
+    async def feed(self, lines: Sequence[bytes], batch_size: int = 500) -> list[BatchResult]:
+        pool = await db.create_pool(self.url)
+        try:
+            pipeline = Pipeline(pool, self.plan, "test")
+            results = []
+            for start in range(0, len(lines), batch_size):
+                batch = []
+                for raw in lines[start:start + batch_size]:
+                    batch.append(Message("crm.sales", 0, self.offset, None, raw))
+                    self.offset += 1
+                results.append(await pipeline.handle(batch))
+            return results
+        finally:
+            await pool.close()
+
+    async def settle(self, period: str) -> Settlement:
+        conn = await asyncpg.connect(self.url)
+        try:
+            return await settle(conn, period)
+        finally:
+            await conn.close()

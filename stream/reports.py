@@ -1,0 +1,106 @@
+"""What payroll and the floor read: the payroll file of a settled period and the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import asyncpg
+
+from stream.errors import CrmbonusError
+
+#: The columns of SPEC section 6, in its order; payroll files carry them by these names.
+BONUS_COLUMNS = ("period", "person_id", "role", "cross_sell_count", "cross_sell_amount",
+                 "appointments_held", "appointments_converted", "cross_sell_bonus",
+                 "appointment_bonus", "prior_adjustments", "total_bonus")
+MONEY_COLUMNS = ("cross_sell_amount", "cross_sell_bonus", "appointment_bonus", "prior_adjustments", "total_bonus")
+ROLES = ("telemarketer", "field_rep")
+
+
+@dataclass(frozen=True)
+class PayrollFile:
+    period: str
+    settlement_id: str
+    settled_at: str
+    rows: list[dict[str, object]]
+
+    def totals(self) -> dict[str, Decimal]:
+        return {name: sum((Decimal(str(row[name])) for row in self.rows), Decimal("0.00"))
+                for name in MONEY_COLUMNS}
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([*BONUS_COLUMNS, "settlement_id", "settled_at"])
+        for row in self.rows:
+            writer.writerow([*(row[name] for name in BONUS_COLUMNS), self.settlement_id, self.settled_at])
+        return buffer.getvalue()
+
+    def to_json(self) -> str:
+        document = {
+            "period": self.period,
+            "settlement_id": self.settlement_id,
+            "settled_at": self.settled_at,
+            "rows": [{name: _json_value(row[name]) for name in BONUS_COLUMNS} for row in self.rows],
+            "totals": {name: str(value) for name, value in self.totals().items()},
+        }
+        return json.dumps(document, indent=2) + "\n"
+
+
+def _json_value(value: object) -> object:
+    return str(value) if isinstance(value, Decimal) else value  # money stays exact: "10.65"
+
+
+async def payroll_file(conn: asyncpg.Connection, period: str) -> PayrollFile:
+    """The settled rows of `period`; refuses a period that is still open."""
+    closed = await conn.fetchrow("SELECT settlement_id, settled_at FROM periods_closed WHERE period = $1", period)
+    if closed is None:
+        raise CrmbonusError(
+            f"period {period} is not settled yet; payroll files come from settled periods only. "
+            f"Run `crmbonus settle --period {period}` first."
+        )
+    rows = await conn.fetch(
+        f"SELECT {', '.join(BONUS_COLUMNS)} FROM bonus_settled WHERE period = $1 ORDER BY person_id", period
+    )
+    return PayrollFile(period, str(closed["settlement_id"]), closed["settled_at"].isoformat(),
+                       [dict(row) for row in rows])
+
+
+@dataclass(frozen=True)
+class Standing:
+    rank: int
+    person_id: str
+    role: str
+    cross_sell_count: int
+    cross_sell_amount: Decimal
+    appointments_held: int
+    appointments_converted: int
+    total_bonus: Decimal
+
+
+async def latest_period(conn: asyncpg.Connection) -> str | None:
+    period: str | None = await conn.fetchval("SELECT max(period) FROM bonus_running")
+    return period
+
+
+async def leaderboard(
+    conn: asyncpg.Connection, period: str, role: str | None = None, limit: int | None = None
+) -> list[Standing]:
+    """People of a period ranked by total bonus, then cross-sell amount; ties share a rank."""
+    if role is not None and role not in ROLES:
+        raise CrmbonusError(f"role {role!r} must be one of {', '.join(ROLES)}")
+    rows: Sequence[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT rank() OVER (ORDER BY total_bonus DESC, cross_sell_amount DESC) AS rank, person_id, role,
+               cross_sell_count, cross_sell_amount, appointments_held, appointments_converted, total_bonus
+        FROM bonus_running WHERE period = $1 AND ($2::text IS NULL OR role = $2)
+        ORDER BY total_bonus DESC, cross_sell_amount DESC, person_id
+        LIMIT $3
+        """,
+        period, role, limit,
+    )
+    return [Standing(**dict(row)) for row in rows]

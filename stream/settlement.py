@@ -1,0 +1,176 @@
+"""Month close and prior-period adjustments (SPEC section 7).
+
+Settling copies a period's `bonus_running` rows into `bonus_settled` in one
+transaction. After that, whenever a batch changes what a person earned in a
+closed period P, the difference between earned(P) and paid(P) is carried into the
+earliest open period after P, as `prior_adjustments`, with an audit row in
+`bonus_adjustments` per source period.
+
+A settlement and the worker's batches exclude each other through one advisory
+lock (batches share it, `settle` takes it alone): a batch never writes a period
+half-way through being closed, so no change slips between the copy and the
+adjustments.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from stream.errors import CrmbonusError
+
+logger = logging.getLogger(__name__)
+
+SETTLEMENT_LOCK_KEY = 0x736574746C65
+PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+ZERO = Decimal("0.00")
+PersonKey = tuple[str, str]  # (period, person_id)
+
+
+def check_period(period: str) -> str:
+    if not PERIOD.match(period):
+        raise CrmbonusError(f"period {period!r} must be YYYY-MM, e.g. 2026-11")
+    return period
+
+
+def next_period(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:])
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+@dataclass(frozen=True)
+class Settlement:
+    period: str
+    settlement_id: uuid.UUID
+    settled_at: datetime
+    rows: int
+    total_bonus: Decimal
+    already_closed: bool
+
+
+async def share_settlement_lock(conn: asyncpg.Connection) -> None:
+    """Taken by every batch: many batches at once, but never during a settlement."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", SETTLEMENT_LOCK_KEY)
+
+
+async def settle(conn: asyncpg.Connection, period: str) -> Settlement:
+    """Close `period`: copy its running rows into bonus_settled. Settling again changes nothing."""
+    check_period(period)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTLEMENT_LOCK_KEY)
+        closed = await conn.fetchrow("SELECT * FROM periods_closed WHERE period = $1", period)
+        if closed is not None:
+            return await _summary(conn, period, closed, already_closed=True)
+        closed = await conn.fetchrow(
+            "INSERT INTO periods_closed (period, settlement_id, settled_at) VALUES ($1, $2, now()) RETURNING *",
+            period, uuid.uuid4(),
+        )
+        await conn.execute(
+            """
+            INSERT INTO bonus_settled
+            SELECT $2, $3, period, person_id, role, cross_sell_count, cross_sell_amount, appointments_held,
+                   appointments_converted, cross_sell_bonus, appointment_bonus, prior_adjustments,
+                   total_bonus, updated_at
+            FROM bonus_running WHERE period = $1
+            """,
+            period, closed["settlement_id"], closed["settled_at"],
+        )
+        return await _summary(conn, period, closed, already_closed=False)
+
+
+async def _summary(conn: asyncpg.Connection, period: str, closed: asyncpg.Record, already_closed: bool) -> Settlement:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(sum(total_bonus), 0) AS total FROM bonus_settled WHERE period = $1",
+        period,
+    )
+    return Settlement(period, closed["settlement_id"], closed["settled_at"], row["n"], row["total"],
+                      already_closed)
+
+
+async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKey]) -> set[PersonKey]:
+    """Recompute the adjustments of the changed (period, person) pairs whose period is closed.
+
+    Returns the (target period, person) rows whose `prior_adjustments` changed.
+    """
+    if not persons:
+        return set()
+    closed = {r["period"] for r in await conn.fetch("SELECT period FROM periods_closed")}
+    touched: set[PersonKey] = set()
+    for period, person in sorted(p for p in persons if p[0] in closed):
+        target = period
+        while target in closed:
+            target = next_period(target)
+        await _carry(conn, period, person, target)
+        touched.add((target, person))
+    for target, person in sorted(touched):
+        await _apply_prior_adjustments(conn, target, person)
+    return touched
+
+
+async def _carry(conn: asyncpg.Connection, source: str, person: str, target: str) -> None:
+    """earned(source) - paid(source), as the open adjustment of `source` into `target`."""
+    row = await conn.fetchrow(
+        """
+        SELECT
+          (SELECT role FROM bonus_running WHERE period = $1 AND person_id = $2) AS role,
+          coalesce((SELECT cross_sell_bonus + appointment_bonus FROM bonus_running
+                    WHERE period = $1 AND person_id = $2), 0) AS earned,
+          coalesce((SELECT cross_sell_bonus + appointment_bonus FROM bonus_settled
+                    WHERE period = $1 AND person_id = $2), 0)
+          + coalesce((SELECT sum(a.amount) FROM bonus_adjustments a JOIN periods_closed c
+                      ON c.period = a.target_period WHERE a.source_period = $1 AND a.person_id = $2), 0)
+            AS paid
+        """,
+        source, person,
+    )
+    amount = row["earned"] - row["paid"]
+    if amount == 0:
+        await conn.execute(
+            "DELETE FROM bonus_adjustments WHERE source_period = $1 AND target_period = $2 AND person_id = $3",
+            source, target, person,
+        )
+        return
+    await conn.execute(
+        """
+        INSERT INTO bonus_adjustments (source_period, target_period, person_id, role, amount, earned, paid)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (source_period, target_period, person_id) DO UPDATE SET
+            role = excluded.role, amount = excluded.amount, earned = excluded.earned,
+            paid = excluded.paid, updated_at = now()
+        """,
+        source, target, person, row["role"] or "field_rep", amount, row["earned"], row["paid"],
+    )
+
+
+async def _apply_prior_adjustments(conn: asyncpg.Connection, target: str, person: str) -> None:
+    """Set the target row's prior_adjustments to the sum of its adjustments; create the row if needed."""
+    adj = await conn.fetchrow(
+        "SELECT coalesce(sum(amount), 0) AS total, (array_agg(role ORDER BY source_period DESC))[1] AS role"
+        " FROM bonus_adjustments WHERE target_period = $1 AND person_id = $2",
+        target, person,
+    )
+    status = await conn.execute(
+        """
+        UPDATE bonus_running SET prior_adjustments = $3,
+            total_bonus = cross_sell_bonus + appointment_bonus + $3, updated_at = now()
+        WHERE period = $1 AND person_id = $2
+        """,
+        target, person, adj["total"],
+    )
+    if status == "UPDATE 0" and adj["total"] != 0:
+        await conn.execute(
+            """
+            INSERT INTO bonus_running (period, person_id, role, cross_sell_count, cross_sell_amount,
+                appointments_held, appointments_converted, cross_sell_bonus, appointment_bonus,
+                prior_adjustments, total_bonus, updated_at)
+            VALUES ($1, $2, $3, 0, 0, 0, 0, 0, 0, $4, $4, now())
+            """,
+            target, person, adj["role"], adj["total"],
+        )
