@@ -1,0 +1,594 @@
+"""The deployment files agree with the code (SPEC sections 8 and 9).
+
+docker-compose.yml, deploy/Dockerfile, the Prometheus config and the Grafana provisioning
+and dashboards name ports, environment variables, paths, datasource uids and metric names
+that are defined in Python. Docker does not run here, so these tests check structure: a
+renamed setting, a moved port or a dropped metric fails here, not in front of an operator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import textwrap
+from functools import cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics_core import Metric
+
+from stream import settings as settings_module
+from stream.metrics import NAMES, Metrics
+from stream.plan import load_plan
+from stream.settings import Settings, bootstrap_servers, validate_broker
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yml"
+DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+LEADERBOARD = DASHBOARDS / "leaderboard.json"
+PIPELINE = DASHBOARDS / "pipeline.json"
+
+APP_DIR = PurePosixPath("/app")  # where deploy/Dockerfile puts the repository
+SERVICES = {"kafka", "postgres", "worker", "prometheus", "grafana"}
+POSTGRES_UID = "crmbonus-postgres"
+PROMETHEUS_UID = "crmbonus-prometheus"
+METRIC_RE = re.compile(r"crmbonus_[a-z_]+")
+
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None,
+    reason="promtool is not installed (Debian: apt-get install prometheus)",
+)
+
+
+@cache
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+@cache
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+def service(name: str) -> dict[str, Any]:
+    return compose()["services"][name]
+
+
+def environment(name: str) -> dict[str, str]:
+    """A service's environment as a dict, whichever of the two compose forms it uses."""
+    env = service(name).get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def resolve(value: str) -> str:
+    """Compose interpolation with every variable unset: `${X:-default}` -> default."""
+    resolved = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    assert "$" not in resolved, f"{value!r} uses a variable without a default"
+    return resolved
+
+
+def bind_mounts(name: str) -> dict[Path, PurePosixPath]:
+    """Host path (absolute, in this repo) -> container path, for a service's bind mounts."""
+    mounts = {}
+    for volume in service(name).get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts[(ROOT / source).resolve()] = PurePosixPath(target)
+    return mounts
+
+
+def host_path_in_app(container_path: str) -> Path:
+    """A path inside the worker image (/app/...) as the file in this repository."""
+    return ROOT / PurePosixPath(container_path).relative_to(APP_DIR)
+
+
+def web_port() -> int:
+    return Settings().web_port
+
+
+# --- docker-compose.yml ------------------------------------------------------------------
+
+
+def test_compose_has_the_five_services_each_with_a_healthcheck() -> None:
+    assert set(compose()["services"]) == SERVICES
+    for name in SERVICES:
+        check = service(name).get("healthcheck")
+        assert check and check.get("test"), f"service {name} has no healthcheck"
+        assert not check.get("disable", False), f"service {name} disables its healthcheck"
+
+
+def test_compose_named_volumes_are_declared_and_used() -> None:
+    declared = set(compose().get("volumes") or {})
+    used = {
+        volume.split(":")[0]
+        for spec in compose()["services"].values()
+        for volume in spec.get("volumes", [])
+        if not volume.startswith((".", "/"))
+    }
+    assert used == declared
+    for name in ("kafka", "postgres", "prometheus", "grafana"):
+        assert any(not v.startswith((".", "/")) for v in service(name).get("volumes", [])), (
+            f"{name} keeps its data in no named volume"
+        )
+
+
+def test_worker_environment_names_are_the_settings_constants() -> None:
+    expected = {settings_module.ENV_BROKER, settings_module.ENV_DATABASE_URL, settings_module.ENV_PLAN}
+    crmbonus_vars = {key for key in environment("worker") if key.startswith("CRMBONUS_")}
+    assert crmbonus_vars == expected
+
+
+def test_worker_broker_is_valid_and_is_kafkas_advertised_listener() -> None:
+    broker = environment("worker")[settings_module.ENV_BROKER]
+    validate_broker(broker)  # raises ConfigError on a malformed value
+    advertised = {
+        listener.split("://", 1)[1]
+        for listener in environment("kafka")["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    }
+    assert set(bootstrap_servers(broker)) <= advertised
+    assert all(host.split(":")[0] in SERVICES for host in bootstrap_servers(broker))
+
+
+def test_worker_database_url_points_at_the_postgres_service() -> None:
+    url = environment("worker")[settings_module.ENV_DATABASE_URL]
+    Settings(database_url=resolve(url))  # refuses anything but postgresql://
+    pg = environment("postgres")
+    match = re.fullmatch(r"postgresql://([^:]+):(.+)@([^:/]+):(\d+)/(\w+)", url)
+    assert match, url
+    user, password, host, port, database = match.groups()
+    assert (user, host, port, database) == (pg["POSTGRES_USER"], "postgres", "5432", pg["POSTGRES_DB"])
+    assert password == pg["POSTGRES_PASSWORD"], "the worker and postgres must share one password setting"
+
+
+def test_worker_plan_path_is_the_shipped_plan() -> None:
+    plan_path = environment("worker")[settings_module.ENV_PLAN]
+    assert PurePosixPath(plan_path).is_relative_to(APP_DIR)
+    local = host_path_in_app(plan_path)
+    assert local.is_file(), f"{plan_path} maps to {local}, which does not exist"
+    assert load_plan(local).version  # a plan the worker would accept at start-up
+
+
+def test_worker_serves_on_the_settings_web_port() -> None:
+    worker = service("worker")
+    port = web_port()
+    assert f"{port}:{port}" in [str(p) for p in worker["ports"]]
+    command = worker.get("command")
+    if command is not None:
+        args = command if isinstance(command, list) else shlex.split(command)
+        assert args[:2] == ["crmbonus", "worker"]
+        if "--web-port" in args:
+            assert int(args[args.index("--web-port") + 1]) == port
+    assert f"localhost:{port}/health" in " ".join(worker["healthcheck"]["test"])
+
+
+def test_worker_builds_from_the_dockerfile_and_waits_for_healthy_services() -> None:
+    worker = service("worker")
+    assert (ROOT / worker["build"]["context"]).resolve() == ROOT
+    assert (ROOT / worker["build"]["dockerfile"]).resolve() == DOCKERFILE
+    depends = worker["depends_on"]
+    for name in ("kafka", "postgres"):
+        assert depends[name]["condition"] == "service_healthy"
+
+
+def test_kafka_is_a_single_kraft_node() -> None:
+    env = environment("kafka")
+    node_id = env["KAFKA_NODE_ID"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    listeners = set(env["KAFKA_LISTENERS"].split(","))
+    assert {"PLAINTEXT://:9092", "CONTROLLER://:9093"} <= listeners
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node_id}@kafka:9093"
+    assert "zookeeper" not in json.dumps(service("kafka")).lower()
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert {name.split("://")[0] for name in listeners} <= set(protocols)
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    # Topics auto-created by an early publisher get the worker's partition count.
+    assert int(env["KAFKA_NUM_PARTITIONS"]) == Settings().partitions
+    assert "kafka-" in " ".join(service("kafka")["healthcheck"]["test"])
+
+
+def test_postgres_service() -> None:
+    pg = service("postgres")
+    assert str(pg["image"]).startswith("postgres:16")
+    env = environment("postgres")
+    assert env["POSTGRES_DB"] == env["POSTGRES_USER"] == "crmbonus"
+    assert resolve(env["POSTGRES_PASSWORD"]) == "crmbonus"
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+
+
+def test_grafana_allows_anonymous_viewers_and_waits_for_its_datasources() -> None:
+    env = environment("grafana")
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert set(service("grafana")["depends_on"]) >= {"prometheus", "postgres"}
+    home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        assert PurePosixPath(home) == bind_mounts("grafana")[DASHBOARDS] / LEADERBOARD.name
+
+
+# --- Prometheus -------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_worker_web_port_every_15s() -> None:
+    config = load_yaml(PROMETHEUS)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs["crmbonus"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    interval = job.get("scrape_interval", config["global"]["scrape_interval"])
+    assert interval == "15s"
+    targets = [target for static in job["static_configs"] for target in static["targets"]]
+    assert targets == [f"worker:{web_port()}"]
+
+
+def test_prometheus_mounts_its_config_and_rules() -> None:
+    target = bind_mounts("prometheus")[PROMETHEUS.parent]
+    command = service("prometheus").get("command", [])
+    flags = dict(arg.split("=", 1) for arg in command if arg.startswith("--") and "=" in arg)
+    config_in_container = PurePosixPath(flags.get("--config.file", "/etc/prometheus/prometheus.yml"))
+    assert config_in_container == target / PROMETHEUS.name
+    for rule_file in load_yaml(PROMETHEUS)["rule_files"]:
+        assert (PROMETHEUS.parent / rule_file).is_file(), rule_file
+
+
+def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+@needs_promtool
+def test_promtool_check_config() -> None:
+    done = run_promtool("check", "config", PROMETHEUS)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_promtool_check_rules() -> None:
+    done = run_promtool("check", "rules", ALERTS)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alerts_cover_down_unhealthy_lag_and_dead_letters() -> None:
+    exprs = {rule["alert"]: rule["expr"] for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]}
+    joined = "\n".join(exprs.values())
+    assert 'up{job="crmbonus"} == 0' in joined
+    for metric in ("crmbonus_healthy", "crmbonus_consumer_lag_messages", "crmbonus_dead_letters_total"):
+        assert metric in joined, metric
+
+
+ALERT_TESTS = """
+rule_files: [{alerts}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'up{{job="crmbonus", instance="worker:6066"}}'
+        values: '0x5'
+      - series: 'crmbonus_healthy{{job="crmbonus", instance="worker:6066"}}'
+        values: '0x5'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: CrmbonusUnhealthy
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: CrmbonusUnhealthy
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: crmbonus, instance: "worker:6066"}}
+            exp_annotations:
+              summary: "crmbonus worker worker:6066 reports unhealthy"
+              description: "crmbonus_healthy has been 0 for 2 minutes: not consuming, or Postgres does not answer."
+      - eval_time: 3m
+        alertname: CrmbonusWorkerDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: crmbonus, instance: "worker:6066"}}
+            exp_annotations:
+              summary: "crmbonus worker worker:6066 is not being scraped"
+              description: "Prometheus has not reached /metrics on worker:6066 for 2 minutes."
+  - interval: 1m
+    input_series:
+      - series: 'crmbonus_healthy{{job="crmbonus", instance="worker:6066"}}'
+        values: '1x30'
+      - series: 'crmbonus_consumer_lag_messages{{job="crmbonus", instance="worker:6066", topic="crm.sales"}}'
+        values: '0+100x30'
+      - series: 'crmbonus_consumer_lag_messages{{job="crmbonus", instance="worker:6066", topic="crm.callbacks"}}'
+        values: '0x30'
+      - series: 'crmbonus_dead_letters_total{{job="crmbonus", instance="worker:6066", reason="invalid_json"}}'
+        values: '0x10 1+1x20'
+      - series: 'crmbonus_dead_letters_total{{job="crmbonus", instance="worker:6066", reason="schema_violation"}}'
+        values: '0x30'
+    alert_rule_test:
+      - eval_time: 25m
+        alertname: CrmbonusUnhealthy
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: CrmbonusConsumerLagGrowing
+        exp_alerts:
+          - exp_labels: {{severity: warning, job: crmbonus, instance: "worker:6066", topic: crm.sales}}
+            exp_annotations:
+              summary: "crmbonus consumer lag on crm.sales keeps growing"
+              description: "Lag on crm.sales is 2.5k messages and has grown for 10 minutes."
+      - eval_time: 5m
+        alertname: CrmbonusDeadLetters
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: CrmbonusDeadLetters
+        exp_alerts:
+          - exp_labels: {{severity: warning, reason: invalid_json}}
+            exp_annotations:
+              summary: "crmbonus is dead-lettering input (invalid_json)"
+              description: "Invalid CRM events arrive; see the dead_letters table and the dead-letter topic."
+"""
+
+
+@needs_promtool
+def test_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
+    """promtool's rule unit tests on synthetic series: each alert fires for its condition only."""
+    tests = tmp_path / "alerts_test.yml"
+    tests.write_text(textwrap.dedent(ALERT_TESTS).format(alerts=json.dumps(str(ALERTS))))
+    done = run_promtool("test", "rules", tests)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- metric names -----------------------------------------------------------------------
+
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+}
+
+
+def exposed_metric_names() -> set[str]:
+    """Every sample name a fresh Metrics() registry can expose, labelled children or not."""
+    names: set[str] = set()
+    family: Metric
+    for family in Metrics().registry.collect():
+        names.update(family.name + suffix for suffix in _SUFFIXES[family.type])
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
+    return [target["expr"] for panel in panels(dashboard) for target in panel.get("targets", [])
+            if "expr" in target]
+
+
+def test_metrics_names_list_is_what_the_registry_serves() -> None:
+    """NAMES (README, dashboards) = the registry's families, counters with their `_total`."""
+    families = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in Metrics().registry.collect()
+    }
+    assert set(NAMES) == families
+    assert len(NAMES) == len(set(NAMES))
+
+
+def test_pipeline_dashboard_uses_only_exposed_metrics() -> None:
+    exprs = dashboard_exprs(load_json(PIPELINE))
+    assert exprs, "the pipeline dashboard has no Prometheus queries"
+    used = {name for expr in exprs for name in METRIC_RE.findall(expr)}
+    assert used <= exposed_metric_names(), sorted(used - exposed_metric_names())
+
+
+def test_alerts_use_only_exposed_metrics() -> None:
+    used = set(METRIC_RE.findall(ALERTS.read_text()))
+    assert used <= exposed_metric_names(), sorted(used - exposed_metric_names())
+
+
+def test_pipeline_dashboard_shows_every_metric() -> None:
+    """A metric added to stream/metrics.py without a panel fails here."""
+    used = {name for expr in dashboard_exprs(load_json(PIPELINE)) for name in METRIC_RE.findall(expr)}
+    bases = {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
+    missing = [name for name in NAMES if name not in bases]
+    assert not missing, missing
+
+
+def test_pipeline_dashboard_has_the_required_queries() -> None:
+    exprs = "\n".join(dashboard_exprs(load_json(PIPELINE)))
+    for needle in (
+        "sum by (topic) (rate(crmbonus_events_consumed_total",
+        "sum by (reason) (rate(crmbonus_dead_letters_total",
+        "histogram_quantile(0.5, sum by (le) (rate(crmbonus_processing_latency_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(crmbonus_processing_latency_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(crmbonus_db_write_duration_seconds_bucket",
+        "sum by (topic) (crmbonus_consumer_lag_messages)",
+        "time() - crmbonus_last_processed_timestamp_seconds",
+    ):
+        assert needle in exprs, needle
+
+
+@needs_promtool
+def test_pipeline_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Each query, with Grafana's interval macros filled in, parsed by promtool as a recording rule."""
+    rules = []
+    for i, expr in enumerate(dashboard_exprs(load_json(PIPELINE))):
+        concrete = re.sub(r"\$__(rate_interval|interval|range)", "1m", expr)
+        assert "$" not in concrete, f"unhandled Grafana variable in {expr!r}"
+        rules.append({"record": f"crmbonus:dashboard_query_{i}", "expr": concrete})
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = run_promtool("check", "rules", path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- Grafana ----------------------------------------------------------------------------
+
+
+def datasources() -> dict[str, dict[str, Any]]:
+    config = load_yaml(DATASOURCES)
+    assert config["apiVersion"] == 1
+    return {source["uid"]: source for source in config["datasources"]}
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, including those nested in rows."""
+    found = []
+    for panel in dashboard.get("panels", []):
+        found.append(panel)
+        found.extend(panel.get("panels", []))
+    return found
+
+
+def test_datasources_have_the_fixed_uids_and_point_at_the_compose_services() -> None:
+    sources = datasources()
+    assert set(sources) == {POSTGRES_UID, PROMETHEUS_UID}
+
+    pg = sources[POSTGRES_UID]
+    pg_env = environment("postgres")
+    assert pg["type"] == "grafana-postgresql-datasource"
+    assert pg["url"] == "postgres:5432"
+    assert pg["user"] == pg_env["POSTGRES_USER"]
+    assert pg["jsonData"]["database"] == pg_env["POSTGRES_DB"]
+    assert pg["jsonData"]["sslmode"] == "disable"
+    password = pg["secureJsonData"]["password"]
+    variable = re.fullmatch(r"\$\{?(\w+)\}?", password)
+    assert variable, "the Postgres password is read from Grafana's environment, not written here"
+    assert environment("grafana")[variable.group(1)] == pg_env["POSTGRES_PASSWORD"]
+
+    prom = sources[PROMETHEUS_UID]
+    assert prom["type"] == "prometheus"
+    assert prom["url"] == "http://prometheus:9090"
+    assert "9090:9090" in [str(p) for p in service("prometheus")["ports"]]
+
+
+def test_grafana_mounts_provisioning_and_the_dashboard_folder_the_provider_reads() -> None:
+    mounts = bind_mounts("grafana")
+    assert mounts[DEPLOY / "grafana" / "provisioning"] == PurePosixPath("/etc/grafana/provisioning")
+    providers = load_yaml(DASHBOARD_PROVIDERS)
+    assert providers["apiVersion"] == 1
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert PurePosixPath(provider["options"]["path"]) == mounts[DASHBOARDS] == PurePosixPath(
+        "/var/lib/grafana/dashboards"
+    )
+
+
+def datasource_refs(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, datasource) for every panel, target and templating variable that names one."""
+    refs = []
+    for panel in panels(dashboard):
+        if panel.get("type") == "row":
+            continue
+        refs.append((f"panel {panel.get('title')!r}", panel.get("datasource")))
+        for target in panel.get("targets", []):
+            refs.append((f"target {target.get('refId')} of {panel.get('title')!r}", target.get("datasource")))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            refs.append((f"variable {variable['name']}", variable.get("datasource")))
+    return refs
+
+
+@pytest.mark.parametrize(("path", "uid", "datasource_uid"), [
+    (LEADERBOARD, "crmbonus-leaderboard", POSTGRES_UID),
+    (PIPELINE, "crmbonus-pipeline", PROMETHEUS_UID),
+])
+def test_dashboard_references_only_provisioned_datasources(path: Path, uid: str, datasource_uid: str) -> None:
+    dashboard = load_json(path)
+    sources = datasources()
+    assert dashboard["uid"] == uid
+    assert dashboard["refresh"] == "30s"
+    refs = datasource_refs(dashboard)
+    assert refs
+    for where, ref in refs:
+        assert isinstance(ref, dict) and "uid" in ref, f"{path.name}: {where} names no datasource uid"
+        assert ref["uid"] in sources, f"{path.name}: {where} uses unknown datasource {ref['uid']!r}"
+        assert ref.get("type", sources[ref["uid"]]["type"]) == sources[ref["uid"]]["type"], where
+        assert ref["uid"] == datasource_uid, f"{path.name}: {where} uses {ref['uid']!r}"
+
+
+def test_dashboard_panel_ids_and_uids_are_unique() -> None:
+    dashboards = [load_json(path) for path in sorted(DASHBOARDS.glob("*.json"))]
+    assert {d["uid"] for d in dashboards} == {"crmbonus-leaderboard", "crmbonus-pipeline"}
+    for dashboard in dashboards:
+        ids = [panel["id"] for panel in panels(dashboard)]
+        assert len(ids) == len(set(ids)), dashboard["uid"]
+
+
+def test_leaderboard_variables_and_panels() -> None:
+    dashboard = load_json(LEADERBOARD)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"period", "role"}
+    assert variables["period"]["type"] == "query"
+    assert variables["period"]["query"] == "SELECT DISTINCT period FROM bonus_running ORDER BY 1 DESC"
+    role = variables["role"]
+    assert role["type"] == "custom"
+    assert [o.strip() for o in role["query"].split(",")] == ["telemarketer", "field_rep"]
+    assert role["includeAll"] is True
+    kinds = [panel["type"] for panel in panels(dashboard)]
+    assert kinds.count("table") == 1
+    assert kinds.count("barchart") == 1
+    assert kinds.count("stat") == 3
+    for panel in panels(dashboard):
+        for target in panel["targets"]:
+            sql = target["rawSql"]
+            assert "bonus_running" in sql
+            assert "${period:sqlstring}" in sql and "${role:sqlstring}" in sql, panel["title"]
+
+
+# --- deploy/Dockerfile ------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def test_dockerfile_base_port_healthcheck_and_command() -> None:
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    exposed = [args for word, args in instructions if word == "EXPOSE"]
+    assert exposed == [str(web_port())]
+    (healthcheck,) = [args for word, args in instructions if word == "HEALTHCHECK"]
+    assert f"http://localhost:{web_port()}/health" in healthcheck
+    assert "curl" not in healthcheck  # python:3.11-slim has none
+    cmd = [json.loads(args) for word, args in instructions if word == "CMD"]
+    assert cmd[-1] == ["crmbonus", "worker"]
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    instructions = dockerfile_instructions()
+    users = [(i, args) for i, (word, args) in enumerate(instructions) if word == "USER"]
+    assert users, "no USER: the worker would run as root"
+    last_index, last_user = users[-1]
+    assert last_user.split(":")[0] not in {"root", "0"}
+    assert last_index < max(i for i, (word, _) in enumerate(instructions) if word == "CMD")
+
+
+def test_dockerfile_installs_the_repo_editable_at_app_so_deploy_files_are_found() -> None:
+    """stream/db.py and stream/plan.py look for <repo>/deploy next to the `stream` package."""
+    import tomllib
+
+    instructions = dockerfile_instructions()
+    assert ("WORKDIR", str(APP_DIR)) in instructions
+    copied = {PurePosixPath(args.split()[-1]) for word, args in instructions if word == "COPY"}
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for name in [p.rstrip("*") for p in packages["include"]] + ["deploy"]:
+        assert APP_DIR / name in copied, f"the image does not copy {name}/ to {APP_DIR / name}"
+    runs = " ".join(args for word, args in instructions if word == "RUN")
+    assert re.search(rf"pip install[^&;]* -e {APP_DIR}\b", runs), "install the project editable from /app"
+    for relative in ("deploy/migrations", "deploy/plans/default.toml"):
+        assert (ROOT / relative).exists(), relative
