@@ -29,17 +29,18 @@ def register(app: faust.App, runtime: Runtime) -> None:
         batches = cast(faust.Stream[Any], stream).take_events(settings.batch_max, within=settings.batch_within)
         async for events in batches:
             assert runtime.pipeline is not None, "the Postgres service starts before the agent"
-            result = await runtime.pipeline.handle([to_message(event) for event in events])
+            batch = [to_message(event) for event in events]
+            result = await runtime.pipeline.handle(batch)
             for letter in result.new_dead_letters:
                 await dead_letter_topic.send(
                     key=letter.message.key, value=letter.message.value, headers=headers(letter)
                 )
-            runtime.batch_done(result)
+            runtime.batch_done(result, batch)
 
 
 def to_message(event: faust.EventT[Any]) -> Message:
     msg = event.message
-    return Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value or b"")
+    return Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value or b"", msg.timestamp or 0.0)
 
 
 def headers(letter: DeadLetter) -> dict[str, bytes]:

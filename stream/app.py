@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 import faust
 from mode import Service
 
-from stream import db
+from stream import db, web
+from stream.metrics import Metrics
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
 from stream.settings import Settings
+from stream.store import Message
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +48,10 @@ class Runtime:
     plan: Plan
     pool: asyncpg.Pool | None = None
     pipeline: Pipeline | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     listeners: list[Callable[[BatchResult], None]] = field(default_factory=list)
+    consuming: bool = False
 
     async def open_database(self) -> None:
         """Connect and migrate; the CLI calls it before Faust starts so that errors come first."""
@@ -57,17 +61,32 @@ class Runtime:
         self.pool = await db.create_pool(self.settings.database_url, max_size=4)
         await db.migrate(self.pool)
         self.pipeline = Pipeline(self.pool, self.plan, self.settings.group_id)
+        async with self.pool.acquire() as conn:  # where this group got to before, for the lag gauge
+            rows = await conn.fetch('SELECT topic, "partition", next_offset FROM consumer_progress'
+                                    " WHERE group_id = $1", self.settings.group_id)
+        self.committed.update({(r["topic"], r["partition"]): r["next_offset"] for r in rows})
 
     async def close_database(self) -> None:
         if self.pool is not None:
             pool, self.pool = self.pool, None
             await asyncio.wait_for(pool.close(), 10)
 
-    def batch_done(self, result: BatchResult) -> None:
+    def batch_done(self, result: BatchResult, batch: Sequence[Message]) -> None:
         """Called after each committed batch: progress for `replay`, metrics, tests."""
         self.committed.update(result.next_offsets)
+        self.metrics.observe_batch(result, [message.timestamp for message in batch])
         for listener in self.listeners:
             listener(result)
+
+    def update_lag(self, app: faust.App) -> None:
+        """Consumer lag per topic: the broker's high-water mark minus what Postgres has committed."""
+        lag: dict[str, int] = {topic: 0 for topic in self.settings.topics.inputs}
+        for tp in app.consumer.assignment():
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None and tp.topic in lag:
+                lag[tp.topic] += max(0, highwater - self.committed.get((tp.topic, tp.partition), 0))
+        for topic, value in lag.items():
+            self.metrics.lag.labels(topic).set(value)
 
 
 class PostgresService(Service):
@@ -114,4 +133,14 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
     postgres = PostgresService(runtime, loop=app.loop, beacon=app.beacon)
     app.add_dependency(postgres)
     crm.register(app, runtime)
+    web.register(app, runtime)
+
+    @app.on_rebalance_complete.connect
+    async def consuming(sender: faust.App, **_: object) -> None:
+        runtime.consuming = True
+
+    @app.timer(5.0)
+    async def lag() -> None:
+        runtime.update_lag(app)
+
     return app, runtime

@@ -32,7 +32,7 @@ async def ensure_topics(broker: str, topics: Topics, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), request_timeout_ms=10_000)
     try:
         await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
-    except (KafkaError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, KafkaError, OSError) as error:
         await admin.close()
         raise _unreachable(broker, error) from error
     try:
@@ -73,7 +73,7 @@ async def publish(
     )
     try:
         await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
-    except (KafkaConnectionError, KafkaError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as error:
         await producer.stop()
         raise _unreachable(broker, error) from error
     ends: dict[tuple[str, int], int] = {}

@@ -16,8 +16,8 @@ from collections.abc import Callable
 import faust
 
 from stream.app import Runtime, build_app
-from stream.plan import Plan
 from stream.pipeline import BatchResult
+from stream.plan import Plan
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)

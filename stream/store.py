@@ -28,6 +28,7 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: float = 0.0  # the broker's time of the record, unix seconds (0: unknown)
 
 
 @dataclass(frozen=True)
