@@ -52,6 +52,7 @@ class Runtime:
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     listeners: list[Callable[[BatchResult], None]] = field(default_factory=list)
     consuming: bool = False
+    finishing: asyncio.Task[None] | None = None  # what `run_worker(then=...)` runs once caught up
 
     async def open_database(self) -> None:
         """Connect and migrate; the CLI calls it before Faust starts so that errors come first."""

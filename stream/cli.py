@@ -116,7 +116,7 @@ def publish(broker: str | None, database_url: str | None, plan: str | None,
             "no broker configured (--broker or CRMBONUS_BROKER) and no embedded broker is running "
             f"under {settings.data_dir}/; start `crmbonus worker` first, or use `crmbonus replay`"
         )
-    outgoing = [to_outgoing(line, settings.topics) for line in lines]
+    outgoing = [to_outgoing(line.raw, settings.topics) for line in lines]
     with _bar("publishing", len(outgoing)) as advance:
         async def run() -> None:
             await ensure_topics(target, settings.topics, settings.partitions)
@@ -251,14 +251,73 @@ def leaderboard(broker: str | None, database_url: str | None, plan: str | None, 
 def leaderboard_table(period: str, role: str | None, rows: list[Any]) -> Table:
     table = Table(title=f"Leaderboard {period}" + (f" — {role}" if role else ""), title_justify="left")
     for name, justify in (("#", "right"), ("person", "left"), ("role", "left"), ("cross-sells", "right"),
-                          ("amount", "right"), ("appointments", "right"), ("bonus", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+                          ("amount", "right"), ("held", "right"), ("conv.", "right"), ("bonus", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(str(row.rank), row.person_id, row.role, str(row.cross_sell_count),
-                      f"{row.cross_sell_amount:,.2f}",
-                      f"{row.appointments_held} held / {row.appointments_converted} conv.",
-                      f"{row.total_bonus:,.2f}")
+                      f"{row.cross_sell_amount:,.2f}", str(row.appointments_held),
+                      str(row.appointments_converted), f"{row.total_bonus:,.2f}")
     return table
+
+
+@main.command()
+@service_options
+@click.option("--month", metavar="YYYY-MM", help="Month to generate and settle. Default: last month.")
+@click.option("--customers", default=3000, show_default=True, help="Customers in the generated month.")
+@click.option("--seed", default=2026, show_default=True, help="Same seed, same month.")
+@click.option("--serve", is_flag=True, help="Keep the worker, /leaderboard and /metrics up afterwards.")
+@click.option("--web-port", default=6066, show_default=True, help="Port of the web page and metrics (--serve).")
+def demo(broker: str | None, database_url: str | None, plan: str | None, month: str | None, customers: int,
+         seed: int, serve: bool, web_port: int) -> None:
+    """The main job on the embedded default: a realistic month of CRM activity, end to end.
+
+    Generates dozens of telemarketers and field reps and thousands of customers
+    (callbacks, bookings, held and missed appointments, multi-line sales, refunds,
+    cancellations, late events, a few invalid lines), publishes it, processes it,
+    prints the leaderboard, settles the month and writes the payroll CSV here.
+    """
+    from stream.demo import DemoOutcome, previous_month, run_demo
+    from stream.demo_data import DemoConfig
+    from stream.replay import ReplayProgress
+    from stream.settlement import check_period
+
+    chosen = check_period(month or previous_month())
+    settings = settings_from(broker, database_url, plan, web_port=web_port)
+    bonus_plan = load_plan(settings.plan_path)
+    config = DemoConfig(seed=seed, month=chosen, customers=customers)
+
+    def show(outcome: DemoOutcome) -> None:
+        progress.stop()
+        report = outcome.report
+        err.print(f"processed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
+                  f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters "
+                  f"(events in {outcome.events_file})")
+        for role, rows in outcome.standings.items():
+            out.print(leaderboard_table(chosen, role, rows))
+        settled = outcome.settlement
+        err.print(("already settled" if settled.already_closed else "settled") + f" {chosen}: {settled.rows} "
+                  f"rows, settlement {settled.settlement_id}")
+        err.print(f"payroll file: {outcome.payroll_file.resolve()} (total_bonus {outcome.payroll_total})")
+        if serve:
+            err.print(f"serving http://localhost:{web_port}/leaderboard, /metrics and /health "
+                      f"at {report.broker}; Ctrl-C stops")
+
+    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, disable=not err.is_terminal)
+    with progress:
+        published = progress.add_task("published", total=None)
+        committed = progress.add_task("committed", total=None)
+
+        def set_total(n: int) -> None:
+            progress.update(published, total=n)
+            progress.update(committed, total=n)
+
+        err.print(f"generating {chosen}: {customers} customers, seed {seed}")
+        run_demo(settings, bonus_plan, config, Path.cwd(), show, ReplayProgress(
+            total=set_total,
+            published=lambda n: progress.advance(published, n),
+            committed=lambda n: progress.advance(committed, n),
+        ), serve=serve)
 
 
 class _bar:

@@ -66,10 +66,10 @@ def running_broker(data_dir: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def embedded_broker(data_dir: Path, fresh: bool = False) -> Iterator[str]:
+def embedded_broker(data_dir: Path, fresh: bool = False, announce: bool = True) -> Iterator[str]:
     """Yield the URL of an embedded broker: one already running here, else a new one we stop after.
 
-    `fresh` always starts a private, empty broker and does not announce it.
+    `fresh` always starts a new, empty broker; `announce` lets other crmbonus processes find it.
     """
     existing = None if fresh else running_broker(data_dir)
     if existing is not None:
@@ -92,7 +92,7 @@ def embedded_broker(data_dir: Path, fresh: bool = False) -> Iterator[str]:
     state = data_dir / BROKER_STATE_FILE
     try:
         _wait_for_port(process, port, log_path)
-        if not fresh:
+        if announce:
             state.write_text(json.dumps({"pid": process.pid, "port": port}))
         logger.info("embedded broker (tansu) listening on 127.0.0.1:%d", port)
         yield f"kafka://127.0.0.1:{port}"
@@ -147,13 +147,13 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def services(
-    settings: Settings, need_broker: bool = True, fresh_broker: bool = False
+    settings: Settings, need_broker: bool = True, fresh_broker: bool = False, announce: bool = True
 ) -> Iterator[Settings]:
     """Start what is not configured; yield settings that point at concrete services."""
     with contextlib.ExitStack() as stack:
         broker = settings.broker
         if broker is None and need_broker:
-            broker = stack.enter_context(embedded_broker(settings.data_dir, fresh=fresh_broker))
+            broker = stack.enter_context(embedded_broker(settings.data_dir, fresh_broker, announce))
         database_url = settings.database_url
         if database_url is None:
             database_url = stack.enter_context(embedded_postgres(settings.data_dir))

@@ -34,11 +34,11 @@ def read_lines(paths: Iterable[str | Path]) -> list[Line]:
     return lines
 
 
-def to_outgoing(line: Line, topics: Topics) -> Outgoing:
+def to_outgoing(raw: bytes, topics: Topics) -> Outgoing:
     """Topic by event_type (anything else to sales), keyed by customer_id where present."""
-    event_type, customer_id = routing_fields(line.raw)
+    event_type, customer_id = routing_fields(raw)
     key = customer_id.encode() if customer_id is not None else None
-    return Outgoing(topics.for_event_type(event_type), key, line.raw)
+    return Outgoing(topics.for_event_type(event_type), key, raw)
 
 
 def refusals(lines: Iterable[Line]) -> Iterator[str]:

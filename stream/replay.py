@@ -1,19 +1,22 @@
-"""`crmbonus replay`: publish files, run the pipeline until all of it is committed, stop.
+"""Publish lines, run the pipeline until all of it is committed, then stop (or serve on).
 
-"Committed" means committed to Postgres: the pipeline reports the next offset
-of each partition only after the batch's transaction is in, and replay stops
-once every partition it published to has reached the offsets it was given.
+Used by `crmbonus replay` and `crmbonus demo`. "Committed" means committed to
+Postgres: the pipeline reports the next offset of each partition only after the
+batch's transaction is in, and the run is caught up once every partition it
+published to has reached the offsets the broker gave back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stream import embedded
+from stream.app import Runtime
+from stream.errors import CrmbonusError
 from stream.kafka import ensure_topics, publish
 from stream.pipeline import BatchResult
 from stream.plan import Plan
@@ -32,6 +35,7 @@ class ReplayReport:
     duplicates: int = 0
     dead_letters: int = 0
     seconds: float = 0.0
+    broker: str = ""
 
 
 @dataclass
@@ -46,50 +50,79 @@ class ReplayProgress:
 def replay(
     settings: Settings, plan: Plan, paths: Sequence[str | Path], progress: ReplayProgress | None = None
 ) -> ReplayReport:
-    """Publish `paths` in order to a fresh embedded broker (or `settings.broker`) and process them."""
+    """`crmbonus replay`: the files, in order, through a fresh embedded broker (or `settings.broker`)."""
+    return process([line.raw for line in read_lines(paths)], settings, plan, progress)
+
+
+def process(
+    lines: Sequence[bytes],
+    settings: Settings,
+    plan: Plan,
+    progress: ReplayProgress | None = None,
+    *,
+    then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None = None,
+    keep_serving: bool = False,
+) -> ReplayReport:
+    """Publish `lines` and process them; `then` runs inside the worker once all is committed.
+
+    With no broker configured a fresh embedded one is started; it is announced to
+    other crmbonus processes only when the worker keeps serving afterwards.
+    """
     progress = progress or ReplayProgress()
-    lines = read_lines(paths)
     progress.total(len(lines))
     report = ReplayReport(published=len(lines))
     started = time.monotonic()
-    with embedded.services(settings, fresh_broker=True) as resolved:
+    with embedded.services(settings, fresh_broker=True, announce=keep_serving) as resolved:
         if settings.broker is not None:  # a shared broker: a group of our own reads everything
             resolved = replace(resolved, group_id=f"{settings.group_id}-replay-{time.time_ns()}")
-        resolved = replace(resolved, web_enabled=False)
+        resolved = replace(resolved, web_enabled=keep_serving)
         assert resolved.broker is not None
-        broker = resolved.broker
-        outgoing = [to_outgoing(line, resolved.topics) for line in lines]
-
-        async def publish_all() -> Offsets:
-            await ensure_topics(broker, resolved.topics, resolved.partitions)
-            return await publish(broker, outgoing, on_sent=progress.published)
-
-        targets = asyncio.run(publish_all())
-        if targets:
-            _process(resolved, plan, targets, report, progress)
+        report.broker = resolved.broker
+        targets = asyncio.run(_publish(resolved, lines, progress))
+        if targets or keep_serving:
+            _run(resolved, plan, targets, report, progress, started, then, keep_serving)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _process(
-    settings: Settings, plan: Plan, targets: Offsets, report: ReplayReport, progress: ReplayProgress
+async def _publish(settings: Settings, lines: Sequence[bytes], progress: ReplayProgress) -> Offsets:
+    assert settings.broker is not None
+    await ensure_topics(settings.broker, settings.topics, settings.partitions)
+    outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
+    return await publish(settings.broker, outgoing, on_sent=progress.published)
+
+
+def _run(
+    settings: Settings,
+    plan: Plan,
+    targets: Offsets,
+    report: ReplayReport,
+    progress: ReplayProgress,
+    started: float,
+    then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None,
+    keep_serving: bool,
 ) -> None:
-    def on_batch(_runtime: object, result: BatchResult) -> None:
+    def on_batch(_runtime: Runtime, result: BatchResult) -> None:
         report.committed += result.consumed
         report.stored += result.stored
         report.duplicates += result.duplicates
         report.dead_letters += len(result.new_dead_letters)
         progress.committed(result.consumed)
 
-    def all_committed(runtime: object) -> bool:
-        committed: Offsets = runtime.committed  # type: ignore[attr-defined]
-        return all(committed.get(key, 0) >= end for key, end in targets.items())
+    def caught_up(runtime: Runtime) -> bool:
+        return all(runtime.committed.get(key, 0) >= end for key, end in targets.items())
 
-    runtime = run_worker(settings, plan, quiet=True, on_batch=on_batch, stop_when=all_committed)
-    if not all_committed(runtime):
-        from stream.errors import CrmbonusError
+    async def finish(runtime: Runtime) -> None:
+        report.seconds = time.monotonic() - started
+        if then is not None:
+            await then(runtime, report)
 
+    runtime = run_worker(settings, plan, quiet=not keep_serving, on_batch=on_batch, until=caught_up,
+                         then=finish, keep_serving=keep_serving)
+    if runtime.finishing is not None and runtime.finishing.done() and runtime.finishing.exception():
+        raise runtime.finishing.exception()  # type: ignore[misc]
+    if not keep_serving and not caught_up(runtime):
         raise CrmbonusError(
-            "replay stopped before every published event was committed to Postgres "
+            "stopped before every published event was committed to Postgres "
             f"({report.committed} of {report.published}); run it again: nothing is doubled"
         )

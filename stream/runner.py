@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import faust
 
@@ -30,23 +30,37 @@ def run_worker(
     loglevel: str = "warn",
     quiet: bool = False,
     on_batch: Callable[[Runtime, BatchResult], None] | None = None,
-    stop_when: Callable[[Runtime], bool] | None = None,
+    until: Callable[[Runtime], bool] | None = None,
+    then: Callable[[Runtime], Awaitable[None]] | None = None,
+    keep_serving: bool = False,
 ) -> Runtime:
-    """Run the worker until SIGTERM/SIGINT, or until `stop_when(runtime)` holds after a batch."""
+    """Run the worker until SIGTERM/SIGINT, or until `until(runtime)` holds after a batch.
+
+    Once `until` holds, `then(runtime)` runs inside the worker (its pool at hand), and
+    the worker stops, unless `keep_serving`, when it goes on consuming and serving HTTP.
+    """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app, runtime = build_app(settings, plan)
     loop.run_until_complete(runtime.open_database())  # a bad URL fails here, before Faust's banner
 
-    stopping = False
+    reached = False
+
+    async def finish() -> None:
+        try:
+            if then is not None:
+                await then(runtime)
+        finally:
+            if not keep_serving:
+                os.kill(os.getpid(), signal.SIGTERM)
 
     def after_batch(result: BatchResult) -> None:
-        nonlocal stopping
+        nonlocal reached
         if on_batch is not None:
             on_batch(runtime, result)
-        if stop_when is not None and not stopping and stop_when(runtime):
-            stopping = True
-            os.kill(os.getpid(), signal.SIGTERM)
+        if until is not None and not reached and until(runtime):
+            reached = True
+            runtime.finishing = loop.create_task(finish())
 
     runtime.listeners.append(after_batch)
     worker = faust.Worker(app, loop=loop, loglevel=loglevel, quiet=quiet, redirect_stdouts=False,

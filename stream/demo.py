@@ -1,0 +1,68 @@
+"""`crmbonus demo`: a generated month through the whole system, ending in a payroll file.
+
+Generate a month (stream/demo_data.py), publish it, process it with the real
+worker, then inside that worker: rank the people, settle the month and write the
+payroll CSV. With `serve`, the worker stays up afterwards with its web page and
+metrics, and the broker is announced so `crmbonus publish` can add events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stream import reports
+from stream.app import Runtime
+from stream.demo_data import DemoConfig, generate, write_jsonl
+from stream.plan import Plan
+from stream.replay import ReplayProgress, ReplayReport, process
+from stream.settings import Settings
+from stream.settlement import Settlement, settle
+
+
+def previous_month(now: datetime | None = None) -> str:
+    """The last full calendar month (UTC): the one payroll would settle today."""
+    now = now or datetime.now(UTC)
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    events_file: Path
+    report: ReplayReport
+    standings: dict[str, list[reports.Standing]]
+    settlement: Settlement
+    payroll_file: Path
+    payroll_total: str
+
+
+def run_demo(
+    settings: Settings,
+    plan: Plan,
+    config: DemoConfig,
+    payroll_dir: Path,
+    show: Callable[[DemoOutcome], None],
+    progress: ReplayProgress | None = None,
+    serve: bool = False,
+) -> None:
+    """Run the demo; `show` gets the outcome once the month is processed and settled."""
+    lines = generate(config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    events_file = settings.data_dir / f"demo-{config.month}.jsonl"
+    write_jsonl(lines, events_file)
+
+    async def close_month(runtime: Runtime, report: ReplayReport) -> None:
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            standings = {role: await reports.leaderboard(conn, config.month, role, 10) for role in reports.ROLES}
+            settlement = await settle(conn, config.month)
+            payroll = await reports.payroll_file(conn, config.month)
+        payroll_path = payroll_dir / f"payroll-{config.month}.csv"
+        payroll_path.write_text(payroll.to_csv())
+        show(DemoOutcome(events_file, report, standings, settlement, payroll_path,
+                         str(payroll.totals()["total_bonus"])))
+
+    process(lines, settings, plan, progress, then=close_month, keep_serving=serve)
