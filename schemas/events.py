@@ -4,59 +4,111 @@ Every rule of SPEC section 3 that a type annotation can say is said here as a
 `msgspec.Meta` constraint; the few it cannot (money's range and scale, unique
 line ids, offered categories required for an offer) live in `__post_init__`,
 whose errors msgspec reports as validation errors with the field's path.
+
+The same annotations generate the JSON Schema files for publishers
+(`python -m schemas.jsonschema`), so a regex here is written to mean the same in
+Python's `re` (msgspec, the `jsonschema` library) and in ECMA-262 (other validators).
+
+Every string and array accepted is bounded: ids (`sku` and `category` included) are
+1..128 characters, `lines` at most 1000, `offered_categories` at most 100; the other
+strings are enums, a currency code or timestamps. Unknown fields are skipped unread.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
+
+#: The end of the text. Python's `$` also matches before a final "\n" (so "abc\n" would
+#: pass `^[a-z]+$`); `(?!\n)` forbids that, and is a no-op in ECMA-262, where `$` is the end.
+END = r"$(?!\n)"
+
+#: Unicode control characters (category Cc): C0, DEL and C1 (which has \x85, NEL).
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+
+ID_PATTERN = rf"^[^{_CONTROL}]+{END}"
+CURRENCY_PATTERN = rf"^[A-Za-z]{{3}}{END}"
+#: What publishers must send as a money string; the decoder is a little more lenient in
+#: spelling ("1e3", " 5 ") but never in value (see `check_money`).
+MONEY_PATTERN = rf"^[0-9]{{1,7}}(\.[0-9]{{1,4}})?{END}"
+#: RFC 3339 date-time whose offset is explicit: `Z` or `+hh:mm` / `-hh:mm`.
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    rf"([Zz]|[+-][0-9]{{2}}:[0-9]{{2}}){END}"
+)
+
+MONEY_LIMIT = Decimal("10000000")
+MONEY_MAX_PLACES = 4
+MAX_LINES = 1_000
+MAX_CATEGORIES = 100
+MAX_ID = 128
 
 #: An id: 1..128 characters, none of them a control character (Unicode Cc).
 Id = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
-        max_length=128,
-        pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
+        max_length=MAX_ID,
+        pattern=ID_PATTERN,
         description="1..128 characters, no control characters",
     ),
 ]
 #: An RFC 3339 time with an explicit offset; a naive time is invalid.
 Timestamp = Annotated[
     datetime,
-    msgspec.Meta(tz=True, description="RFC 3339 with an explicit offset (Z or +02:00)"),
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 date-time with an explicit offset (Z or +02:00); a naive time is invalid",
+        extra_json_schema={"pattern": TIMESTAMP_PATTERN},
+    ),
 ]
-Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{3}$", description="3 letters")]
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000, description="an integer 1..10,000")]
+Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN, description="3 letters")]
+_MONEY_RULE = "finite, 0 <= x < 10,000,000, at most 4 decimal places; handled as an exact decimal"
 #: Money arrives as a decimal string or a JSON number; msgspec decodes both exactly.
+#: msgspec describes a Decimal as a string; `schemas.jsonschema` replaces that with this anyOf.
 Money = Annotated[
     Decimal,
     msgspec.Meta(
-        description="decimal string or JSON number, 0 <= x < 10,000,000, at most 4 decimal places",
+        description=f"a decimal string or a JSON number, {_MONEY_RULE}",
+        extra_json_schema={
+            "anyOf": [
+                {"type": "string", "pattern": MONEY_PATTERN},
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "exclusiveMaximum": 10_000_000,
+                    "description": "at most 4 decimal places",
+                },
+            ],
+        },
     ),
 ]
 
-MONEY_LIMIT = Decimal("10000000")
-MONEY_MAX_PLACES = 4
-MAX_LINES = 1_000
-MAX_CATEGORIES = 100
+
+def _shown(value: Decimal) -> str:
+    """The value for an error message, cut short: a hostile number can have a million digits."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} chars)"
 
 
 def check_money(value: Decimal, field: str) -> None:
     """Refuse what SPEC section 3 says money cannot be (NaN, infinite, negative, too big, too fine)."""
     if not value.is_finite():
-        raise ValueError(f"{field} must be a finite number, got {value}")
+        raise ValueError(f"{field} must be a finite number, got {_shown(value)}")
     if not (0 <= value < MONEY_LIMIT):
-        raise ValueError(f"{field} must be >= 0 and < 10000000, got {value}")
+        raise ValueError(f"{field} must be >= 0 and < 10000000, got {_shown(value)}")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MONEY_MAX_PLACES:
-        raise ValueError(f"{field} has more than {MONEY_MAX_PLACES} decimal places: {value}")
+        raise ValueError(f"{field} has more than {MONEY_MAX_PLACES} decimal places: {_shown(value)}")
 
 
 class SaleLine(msgspec.Struct, frozen=True):
+    """One line of a sale; its amount is quantity x unit_price."""
+
     line_id: Id
     sku: Id
     category: Id
@@ -72,6 +124,8 @@ class SaleLine(msgspec.Struct, frozen=True):
 
 
 class RefundLine(msgspec.Struct, frozen=True):
+    """How many units of one sale line a refund reverses."""
+
     line_id: Id
     quantity: Quantity
 
@@ -84,12 +138,17 @@ class _Event(msgspec.Struct, frozen=True, tag_field="event_type"):
     customer_id: Id
 
 
-class Sale(_Event, tag="sale"):
+class Sale(_Event, tag="sale", frozen=True):
+    """A sale (SPEC section 3). `line_id` is unique within the sale; amounts are summed as given."""
+
     sale_id: Id
     seller_id: Id
     seller_role: Literal["field_rep", "telemarketer"]
     currency: Currency
-    lines: Annotated[list[SaleLine], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
+    lines: Annotated[
+        list[SaleLine],
+        msgspec.Meta(min_length=1, max_length=MAX_LINES, description="line_id is unique within the sale"),
+    ]
 
     def __post_init__(self) -> None:
         ids = [line.line_id for line in self.lines]
@@ -97,26 +156,37 @@ class Sale(_Event, tag="sale"):
             raise ValueError("line_id must be unique within a sale")
 
 
-class Cancellation(_Event, tag="cancellation"):
+class Cancellation(_Event, tag="cancellation", frozen=True):
+    """Reverses every line of the sale `sale_id` in full (SPEC section 3)."""
+
     sale_id: Id
 
 
-class Refund(_Event, tag="refund"):
+class Refund(_Event, tag="refund", frozen=True):
+    """Reverses that many units of each line of the sale `sale_id` (SPEC section 3)."""
+
     sale_id: Id
     lines: Annotated[list[RefundLine], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
 
 
-class Callback(_Event, tag="callback"):
+class Callback(_Event, tag="callback", frozen=True):
+    """A telemarketer's call (SPEC section 3); `offered_categories` is required for an offer."""
+
     telemarketer_id: Id
     outcome: Literal["no_answer", "declined", "offer_made"]
-    offered_categories: Annotated[list[Id], msgspec.Meta(max_length=MAX_CATEGORIES)] = []
+    offered_categories: Annotated[
+        list[Id],
+        msgspec.Meta(max_length=MAX_CATEGORIES, description="required and non-empty when outcome is offer_made"),
+    ] = []
 
     def __post_init__(self) -> None:
         if self.outcome == "offer_made" and not self.offered_categories:
             raise ValueError("offered_categories is required and non-empty when outcome is offer_made")
 
 
-class LeadHandoff(_Event, tag="lead_handoff"):
+class LeadHandoff(_Event, tag="lead_handoff", frozen=True):
+    """One step of a lead's lifecycle, from telemarketer to field rep (SPEC section 3)."""
+
     lead_id: Id
     telemarketer_id: Id
     field_rep_id: Id
@@ -124,8 +194,8 @@ class LeadHandoff(_Event, tag="lead_handoff"):
     appointment_at: Timestamp | None = None
 
 
-Event = Union[Sale, Cancellation, Refund, Callback, LeadHandoff]
-Reversal = Union[Cancellation, Refund]
+Event = Sale | Cancellation | Refund | Callback | LeadHandoff
+Reversal = Cancellation | Refund
 
 #: event_type -> model, for every type SPEC section 3 knows.
 EVENT_TYPES: dict[str, type[_Event]] = {

@@ -1,0 +1,848 @@
+"""The decoder against SPEC section 3, rule by rule: the exact reason code and detail text.
+
+Each case is one valid event of `VALID` with one thing changed, so a row reads as the rule
+it breaks. Details are msgspec's messages (with the JSON path) or ours, compared exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from schemas.decode import (
+    INVALID_JSON,
+    MAX_DETAIL,
+    REASONS,
+    SCHEMA_VIOLATION,
+    UNKNOWN_EVENT_TYPE,
+    InvalidEvent,
+    decode_event,
+    routing_fields,
+    same_content,
+)
+from schemas.events import (
+    EVENT_TYPES,
+    Callback,
+    Cancellation,
+    LeadHandoff,
+    Refund,
+    Sale,
+    event_type,
+)
+
+COMMON = {"event_id": "ev-1", "occurred_at": "2026-11-05T12:00:00Z", "customer_id": "c1"}
+VALID: dict[str, dict[str, Any]] = {
+    "sale": {
+        **COMMON,
+        "event_type": "sale",
+        "sale_id": "S1",
+        "seller_id": "fr-1",
+        "seller_role": "field_rep",
+        "currency": "EUR",
+        "lines": [
+            {"line_id": "L1", "sku": "LT-1", "category": "laptops", "quantity": 1, "unit_price": "1000.00"},
+            {"line_id": "L2", "sku": "BAG", "category": "accessories", "quantity": 2, "unit_price": 50},
+        ],
+    },
+    "cancellation": {**COMMON, "event_type": "cancellation", "sale_id": "S1"},
+    "refund": {**COMMON, "event_type": "refund", "sale_id": "S1", "lines": [{"line_id": "L2", "quantity": 1}]},
+    "callback": {
+        **COMMON,
+        "event_type": "callback",
+        "telemarketer_id": "tm-1",
+        "outcome": "offer_made",
+        "offered_categories": ["accessories", "insurance"],
+    },
+    "lead_handoff": {
+        **COMMON,
+        "event_type": "lead_handoff",
+        "lead_id": "lead-1",
+        "telemarketer_id": "tm-1",
+        "field_rep_id": "fr-1",
+        "status": "booked",
+        "appointment_at": "2026-11-06T09:30:00+01:00",
+    },
+}
+REQUIRED = {
+    "sale": ["event_id", "occurred_at", "customer_id", "sale_id", "seller_id", "seller_role", "currency", "lines"],
+    "cancellation": ["event_id", "occurred_at", "customer_id", "sale_id"],
+    "refund": ["event_id", "occurred_at", "customer_id", "sale_id", "lines"],
+    "callback": ["event_id", "occurred_at", "customer_id", "telemarketer_id", "outcome"],
+    "lead_handoff": ["event_id", "occurred_at", "customer_id", "lead_id", "telemarketer_id", "field_rep_id", "status"],
+}
+CONTROL_REGEX = "Expected `str` matching regex '^[^\\\\x00-\\\\x1f\\\\x7f-\\\\x9f]+$(?!\\\\n)'"
+
+
+def raw(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode()
+
+
+def changed(kind: str, path: str, value: Any) -> bytes:
+    """`VALID[kind]` with the field at dotted `path` (`lines.0.quantity`) set to `value`."""
+    event = copy.deepcopy(VALID[kind])
+    *parents, last = path.split(".")
+    node: Any = event
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = value
+    return raw(event)
+
+
+def without(kind: str, path: str) -> bytes:
+    event = copy.deepcopy(VALID[kind])
+    *parents, last = path.split(".")
+    node: Any = event
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    del node[last]
+    return raw(event)
+
+
+def spliced(kind: str, path: str, text: bytes) -> bytes:
+    """`VALID[kind]` with the field at `path` set to raw JSON `text` (which may not be JSON)."""
+    return changed(kind, path, "@@").replace(b'"@@"', text)
+
+
+def refused(raw_bytes: bytes) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(raw_bytes)
+    return caught.value
+
+
+# --- every valid example decodes to its model -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(VALID))
+def test_valid_event_decodes_to_its_model(kind: str) -> None:
+    event = decode_event(raw(VALID[kind]))
+    assert type(event) is EVENT_TYPES[kind]
+    assert event_type(event) == kind
+    assert event.event_id == "ev-1"
+
+
+def test_sale_money_is_exact_decimal_from_string_and_number() -> None:
+    sale = decode_event(raw(VALID["sale"]))
+    assert isinstance(sale, Sale)
+    assert [line.unit_price for line in sale.lines] == [Decimal("1000.00"), Decimal("50")]
+    assert [line.amount for line in sale.lines] == [Decimal("1000.00"), Decimal("100")]
+
+
+# --- refused: (raw, reason, exact detail) ------------------------------------------------------
+
+CTRL = "\x00\x1f\x7f\x85"
+REFUSED: list[Any] = [
+    # not JSON at all
+    pytest.param(b"", INVALID_JSON, "Input data was truncated", id="empty-input"),
+    pytest.param(b"   ", INVALID_JSON, "Input data was truncated", id="only-whitespace"),
+    pytest.param(b"not json", INVALID_JSON, "JSON is malformed: invalid character (byte 4)", id="not-json"),
+    pytest.param(b'{"event_type": "sale"', INVALID_JSON, "Input data was truncated", id="truncated"),
+    pytest.param(
+        raw(VALID["cancellation"]) + b" x",
+        INVALID_JSON,
+        "JSON is malformed: trailing characters (byte 129)",
+        id="trailing-garbage",
+    ),
+    pytest.param(
+        b"\xff",
+        INVALID_JSON,
+        "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+        id="utf8-invalid-byte",
+    ),
+    pytest.param(
+        changed("cancellation", "sale_id", "S1").replace(b'"S1"', b'"S\xff1"'),
+        INVALID_JSON,
+        "'utf-8' codec can't decode byte 0xff in position 124: invalid start byte",
+        id="utf8-invalid-in-string",
+    ),
+    pytest.param(
+        changed("cancellation", "sale_id", "S1").replace(b'"S1"', b'"S\xc3"'),
+        INVALID_JSON,
+        "'utf-8' codec can't decode byte 0xc3 in position 124: invalid continuation byte",
+        id="utf8-truncated-sequence",
+    ),
+    pytest.param(
+        raw(VALID["cancellation"])[:-1] + b', "x\xff": "\xc3"}',
+        INVALID_JSON,
+        "'utf-8' codec can't decode byte 0xff in position 130: invalid start byte",
+        id="utf8-invalid-in-unknown-field",
+    ),
+    pytest.param(
+        b"\xef\xbb\xbf" + raw(VALID["cancellation"]),
+        INVALID_JSON,
+        "JSON is malformed: invalid character (byte 0)",
+        id="utf8-bom",
+    ),
+    pytest.param(
+        spliced("sale", "lines.0.unit_price", b"NaN"),
+        INVALID_JSON,
+        "JSON is malformed: invalid character (byte 283)",
+        id="money-bare-NaN",
+    ),
+    pytest.param(
+        spliced("sale", "lines.0.unit_price", b"Infinity"),
+        INVALID_JSON,
+        "JSON is malformed: invalid character (byte 283)",
+        id="money-bare-Infinity",
+    ),
+    pytest.param(
+        spliced("sale", "lines.0.unit_price", b"-Infinity"),
+        INVALID_JSON,
+        "JSON is malformed: invalid character (byte 284)",
+        id="money-bare-minus-Infinity",
+    ),
+    pytest.param(
+        b"[" * 100_000,
+        INVALID_JSON,
+        "maximum recursion depth exceeded while deserializing an object",
+        id="nested-100k-arrays",
+    ),
+    pytest.param(
+        raw(VALID["cancellation"])[:-1] + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        INVALID_JSON,
+        "maximum recursion depth exceeded while deserializing an object",
+        id="nested-5000-in-extra-field",
+    ),
+    # JSON, but not an object
+    pytest.param(b"[]", SCHEMA_VIOLATION, "expected a JSON object, got array", id="array"),
+    pytest.param(b'"sale"', SCHEMA_VIOLATION, "expected a JSON object, got string", id="string"),
+    pytest.param(b"1", SCHEMA_VIOLATION, "expected a JSON object, got number", id="int"),
+    pytest.param(b"1e400", SCHEMA_VIOLATION, "expected a JSON object, got number", id="huge-number"),
+    pytest.param(b"1e" + b"9" * 30, SCHEMA_VIOLATION, "expected a JSON object, got number", id="beyond-decimal"),
+    pytest.param(b"null", SCHEMA_VIOLATION, "expected a JSON object, got null", id="null"),
+    pytest.param(b"true", SCHEMA_VIOLATION, "expected a JSON object, got boolean", id="bool"),
+    # event_type
+    pytest.param(b"{}", SCHEMA_VIOLATION, "Object missing required field `event_type`", id="empty-object"),
+    pytest.param(
+        without("sale", "event_type"),
+        SCHEMA_VIOLATION,
+        "Object missing required field `event_type`",
+        id="no-event_type",
+    ),
+    pytest.param(
+        changed("sale", "event_type", None),
+        SCHEMA_VIOLATION,
+        "Expected `str` - at `$.event_type`",
+        id="event_type-null",
+    ),
+    pytest.param(
+        changed("sale", "event_type", 5), SCHEMA_VIOLATION, "Expected `str` - at `$.event_type`", id="event_type-int"
+    ),
+    pytest.param(
+        changed("sale", "event_type", "refund_v2"),
+        UNKNOWN_EVENT_TYPE,
+        "unknown event_type 'refund_v2'",
+        id="event_type-unknown",
+    ),
+    pytest.param(
+        changed("sale", "event_type", "Sale"),
+        UNKNOWN_EVENT_TYPE,
+        "unknown event_type 'Sale'",
+        id="event_type-case-matters",
+    ),
+    pytest.param(changed("sale", "event_type", ""), UNKNOWN_EVENT_TYPE, "unknown event_type ''", id="event_type-empty"),
+    pytest.param(
+        b'{"event_type": "' + b"x" * 1_000_000 + b'"}',
+        UNKNOWN_EVENT_TYPE,
+        f"unknown event_type {'x' * 64!r}",
+        id="event_type-1MB-cut-to-64",
+    ),
+    # wrong types
+    pytest.param(
+        changed("sale", "event_id", 5),
+        SCHEMA_VIOLATION,
+        "Expected `str`, got `int` - at `$.event_id`",
+        id="event_id-int",
+    ),
+    pytest.param(
+        changed("sale", "lines", {}),
+        SCHEMA_VIOLATION,
+        "Expected `array`, got `object` - at `$.lines`",
+        id="lines-object",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.quantity", "1"),
+        SCHEMA_VIOLATION,
+        "Expected `int`, got `str` - at `$.lines[0].quantity`",
+        id="quantity-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.quantity", 1.0),
+        SCHEMA_VIOLATION,
+        "Expected `int`, got `float` - at `$.lines[0].quantity`",
+        id="quantity-float",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", True),
+        SCHEMA_VIOLATION,
+        "Expected `decimal`, got `bool` - at `$.lines[0].unit_price`",
+        id="money-bool",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", None),
+        SCHEMA_VIOLATION,
+        "Expected `decimal`, got `null` - at `$.lines[0].unit_price`",
+        id="money-null",
+    ),
+    pytest.param(
+        changed("sale", "occurred_at", 1762344000),
+        SCHEMA_VIOLATION,
+        "Expected `datetime`, got `int` - at `$.occurred_at`",
+        id="timestamp-epoch-int",
+    ),
+    pytest.param(
+        changed("callback", "offered_categories", "accessories"),
+        SCHEMA_VIOLATION,
+        "Expected `array`, got `str` - at `$.offered_categories`",
+        id="categories-string",
+    ),
+    # ids: 1..128 characters, no control characters
+    pytest.param(
+        changed("sale", "sale_id", ""),
+        SCHEMA_VIOLATION,
+        "Expected `str` of length >= 1 - at `$.sale_id`",
+        id="id-empty",
+    ),
+    pytest.param(
+        changed("sale", "event_id", "x" * 129),
+        SCHEMA_VIOLATION,
+        "Expected `str` of length <= 128 - at `$.event_id`",
+        id="id-129-chars",
+    ),
+    pytest.param(
+        changed("sale", "customer_id", "é" * 129),
+        SCHEMA_VIOLATION,
+        "Expected `str` of length <= 128 - at `$.customer_id`",
+        id="id-129-non-ascii-chars",
+    ),
+    pytest.param(
+        changed("sale", "lines.1.sku", "x" * 129),
+        SCHEMA_VIOLATION,
+        "Expected `str` of length <= 128 - at `$.lines[1].sku`",
+        id="sku-is-an-id",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.category", "x" * 1_000_000),
+        SCHEMA_VIOLATION,
+        "Expected `str` of length <= 128 - at `$.lines[0].category`",
+        id="category-1MB",
+    ),
+    pytest.param(
+        changed("callback", "offered_categories", ["ok", ""]),
+        SCHEMA_VIOLATION,
+        "Expected `str` of length >= 1 - at `$.offered_categories[1]`",
+        id="offered-category-empty",
+    ),
+    *[
+        pytest.param(
+            changed("sale", "seller_id", f"fr{char}1"),
+            SCHEMA_VIOLATION,
+            f"{CONTROL_REGEX} - at `$.seller_id`",
+            id=f"id-control-{ord(char):#04x}",
+        )
+        for char in CTRL
+    ],
+    pytest.param(
+        changed("sale", "seller_id", "fr-1\n"),
+        SCHEMA_VIOLATION,
+        f"{CONTROL_REGEX} - at `$.seller_id`",
+        id="id-trailing-newline",
+    ),
+    pytest.param(
+        changed("sale", "seller_id", "\x9f"),
+        SCHEMA_VIOLATION,
+        f"{CONTROL_REGEX} - at `$.seller_id`",
+        id="id-control-0x9f",
+    ),
+    pytest.param(
+        changed("refund", "lines.0.line_id", "L\t2"),
+        SCHEMA_VIOLATION,
+        f"{CONTROL_REGEX} - at `$.lines[0].line_id`",
+        id="line_id-tab",
+    ),
+    # timestamps: RFC 3339 with an explicit offset
+    pytest.param(
+        changed("sale", "occurred_at", "2026-11-05T12:00:00"),
+        SCHEMA_VIOLATION,
+        "Expected `datetime` with a timezone component - at `$.occurred_at`",
+        id="timestamp-naive",
+    ),
+    pytest.param(
+        changed("lead_handoff", "appointment_at", "2026-11-06T09:30:00"),
+        SCHEMA_VIOLATION,
+        "Expected `datetime` with a timezone component - at `$.appointment_at`",
+        id="appointment-naive",
+    ),
+    pytest.param(
+        changed("sale", "occurred_at", "2026-11-05"),
+        SCHEMA_VIOLATION,
+        "Invalid RFC3339 encoded datetime - at `$.occurred_at`",
+        id="timestamp-date-only",
+    ),
+    pytest.param(
+        changed("sale", "occurred_at", "2026-11-05T12:00:00+24:00"),
+        SCHEMA_VIOLATION,
+        "Invalid RFC3339 encoded datetime - at `$.occurred_at`",
+        id="timestamp-offset-24h",
+    ),
+    pytest.param(
+        changed("sale", "occurred_at", "2026-11-05T12:00:60Z"),
+        SCHEMA_VIOLATION,
+        "Invalid RFC3339 encoded datetime - at `$.occurred_at`",
+        id="timestamp-second-60",
+    ),
+    pytest.param(
+        changed("sale", "occurred_at", "2026-02-30T12:00:00Z"),
+        SCHEMA_VIOLATION,
+        "Invalid RFC3339 encoded datetime - at `$.occurred_at`",
+        id="timestamp-no-such-day",
+    ),
+    pytest.param(
+        changed("sale", "occurred_at", "5 Nov 2026 12:00 GMT"),
+        SCHEMA_VIOLATION,
+        "Invalid RFC3339 encoded datetime - at `$.occurred_at`",
+        id="timestamp-not-rfc3339",
+    ),
+    # money: finite, 0 <= x < 10,000,000, at most 4 decimal places
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "-1"),
+        SCHEMA_VIOLATION,
+        "unit_price must be >= 0 and < 10000000, got -1 - at `$.lines[0]`",
+        id="money-negative-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", -0.01),
+        SCHEMA_VIOLATION,
+        "unit_price must be >= 0 and < 10000000, got -0.01 - at `$.lines[0]`",
+        id="money-negative-number",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "10000000"),
+        SCHEMA_VIOLATION,
+        "unit_price must be >= 0 and < 10000000, got 10000000 - at `$.lines[0]`",
+        id="money-10M-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", 10_000_000),
+        SCHEMA_VIOLATION,
+        "unit_price must be >= 0 and < 10000000, got 10000000 - at `$.lines[0]`",
+        id="money-10M-number",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "9999999.99995"),
+        SCHEMA_VIOLATION,
+        "unit_price has more than 4 decimal places: 9999999.99995 - at `$.lines[0]`",
+        id="money-5-places-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", 0.00001),
+        SCHEMA_VIOLATION,
+        "unit_price has more than 4 decimal places: 0.00001 - at `$.lines[0]`",
+        id="money-5-places-number",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "80.00000"),
+        SCHEMA_VIOLATION,
+        "unit_price has more than 4 decimal places: 80.00000 - at `$.lines[0]`",
+        id="money-5-places-zeros",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "NaN"),
+        SCHEMA_VIOLATION,
+        "unit_price must be a finite number, got NaN - at `$.lines[0]`",
+        id="money-NaN-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "sNaN"),
+        SCHEMA_VIOLATION,
+        "unit_price must be a finite number, got sNaN - at `$.lines[0]`",
+        id="money-sNaN-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "Infinity"),
+        SCHEMA_VIOLATION,
+        "unit_price must be a finite number, got Infinity - at `$.lines[0]`",
+        id="money-Infinity-string",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "-Infinity"),
+        SCHEMA_VIOLATION,
+        "unit_price must be a finite number, got -Infinity - at `$.lines[0]`",
+        id="money-minus-Infinity",
+    ),
+    pytest.param(
+        spliced("sale", "lines.0.unit_price", b"1e400"),
+        SCHEMA_VIOLATION,
+        "unit_price must be >= 0 and < 10000000, got 1E+400 - at `$.lines[0]`",
+        id="money-1e400",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "1" * 100_000),
+        SCHEMA_VIOLATION,
+        "unit_price must be >= 0 and < 10000000, got 11111111111111111111...(100000 chars) - at `$.lines[0]`",
+        id="money-100k-digits-not-echoed",
+    ),
+    pytest.param(
+        spliced("sale", "lines.0.unit_price", b"1e" + b"9" * 30),
+        SCHEMA_VIOLATION,
+        "Invalid decimal string - at `$.lines[0].unit_price`",
+        id="money-beyond-decimal-range",
+    ),
+    pytest.param(
+        spliced("sale", "lines.0.unit_price", b"9" * 5000),
+        INVALID_JSON,
+        "Integer value out of range - at `$[...][0][...]`",
+        id="money-5000-digit-integer-beyond-parser",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", "12abc"),
+        SCHEMA_VIOLATION,
+        "Invalid decimal string - at `$.lines[0].unit_price`",
+        id="money-not-a-decimal",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.unit_price", ""),
+        SCHEMA_VIOLATION,
+        "Invalid decimal string - at `$.lines[0].unit_price`",
+        id="money-empty-string",
+    ),
+    # quantity: an integer 1..10,000
+    pytest.param(
+        changed("sale", "lines.0.quantity", 0),
+        SCHEMA_VIOLATION,
+        "Expected `int` >= 1 - at `$.lines[0].quantity`",
+        id="quantity-0",
+    ),
+    pytest.param(
+        changed("sale", "lines.0.quantity", 10_001),
+        SCHEMA_VIOLATION,
+        "Expected `int` <= 10000 - at `$.lines[0].quantity`",
+        id="quantity-10001",
+    ),
+    pytest.param(
+        changed("refund", "lines.0.quantity", 0),
+        SCHEMA_VIOLATION,
+        "Expected `int` >= 1 - at `$.lines[0].quantity`",
+        id="refund-quantity-0",
+    ),
+    pytest.param(
+        changed("refund", "lines.0.quantity", 2**70),
+        SCHEMA_VIOLATION,
+        "Expected `int` <= 10000 - at `$.lines[0].quantity`",
+        id="quantity-2**70",
+    ),
+    # sale
+    pytest.param(
+        changed("sale", "lines", []),
+        SCHEMA_VIOLATION,
+        "Expected `array` of length >= 1 - at `$.lines`",
+        id="sale-lines-empty",
+    ),
+    pytest.param(
+        changed("sale", "lines", [VALID["sale"]["lines"][0] | {"line_id": f"L{i}"} for i in range(1001)]),
+        SCHEMA_VIOLATION,
+        "Expected `array` of length <= 1000 - at `$.lines`",
+        id="sale-1001-lines",
+    ),
+    pytest.param(
+        changed("sale", "lines.1.line_id", "L1"),
+        SCHEMA_VIOLATION,
+        "line_id must be unique within a sale",
+        id="sale-duplicate-line_id",
+    ),
+    pytest.param(
+        changed("sale", "seller_role", "boss"),
+        SCHEMA_VIOLATION,
+        "Invalid enum value 'boss' - at `$.seller_role`",
+        id="sale-seller_role",
+    ),
+    pytest.param(
+        changed("sale", "currency", "EURO"),
+        SCHEMA_VIOLATION,
+        "Expected `str` matching regex '^[A-Za-z]{3}$(?!\\\\n)' - at `$.currency`",
+        id="currency-4-letters",
+    ),
+    pytest.param(
+        changed("sale", "currency", "EUR\n"),
+        SCHEMA_VIOLATION,
+        "Expected `str` matching regex '^[A-Za-z]{3}$(?!\\\\n)' - at `$.currency`",
+        id="currency-newline",
+    ),
+    pytest.param(
+        changed("sale", "currency", "E1R"),
+        SCHEMA_VIOLATION,
+        "Expected `str` matching regex '^[A-Za-z]{3}$(?!\\\\n)' - at `$.currency`",
+        id="currency-digit",
+    ),
+    # refund
+    pytest.param(
+        changed("refund", "lines", []),
+        SCHEMA_VIOLATION,
+        "Expected `array` of length >= 1 - at `$.lines`",
+        id="refund-lines-empty",
+    ),
+    pytest.param(
+        without("refund", "lines.0.quantity"),
+        SCHEMA_VIOLATION,
+        "Object missing required field `quantity` - at `$.lines[0]`",
+        id="refund-line-no-quantity",
+    ),
+    # callback
+    pytest.param(
+        without("callback", "offered_categories"),
+        SCHEMA_VIOLATION,
+        "offered_categories is required and non-empty when outcome is offer_made",
+        id="offer_made-without-categories",
+    ),
+    pytest.param(
+        changed("callback", "offered_categories", []),
+        SCHEMA_VIOLATION,
+        "offered_categories is required and non-empty when outcome is offer_made",
+        id="offer_made-empty-categories",
+    ),
+    pytest.param(
+        changed("callback", "offered_categories", [f"c{i}" for i in range(101)]),
+        SCHEMA_VIOLATION,
+        "Expected `array` of length <= 100 - at `$.offered_categories`",
+        id="categories-101",
+    ),
+    pytest.param(
+        changed("callback", "outcome", "sold"),
+        SCHEMA_VIOLATION,
+        "Invalid enum value 'sold' - at `$.outcome`",
+        id="callback-outcome",
+    ),
+    # lead_handoff
+    pytest.param(
+        changed("lead_handoff", "status", "won"),
+        SCHEMA_VIOLATION,
+        "Invalid enum value 'won' - at `$.status`",
+        id="lead-status",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw_bytes", "reason", "detail"), REFUSED)
+def test_refused_with_exact_reason_and_detail(raw_bytes: bytes, reason: str, detail: str) -> None:
+    error = refused(raw_bytes)
+    assert (error.reason, error.detail) == (reason, detail)
+    assert str(error) == f"{reason}: {detail}"
+
+
+@pytest.mark.parametrize(("kind", "field"), [(kind, field) for kind, fields in REQUIRED.items() for field in fields])
+def test_missing_required_field(kind: str, field: str) -> None:
+    error = refused(without(kind, field))
+    assert (error.reason, error.detail) == (SCHEMA_VIOLATION, f"Object missing required field `{field}`")
+
+
+@pytest.mark.parametrize("field", ["line_id", "sku", "category", "quantity", "unit_price"])
+def test_missing_sale_line_field(field: str) -> None:
+    error = refused(without("sale", f"lines.1.{field}"))
+    assert (error.reason, error.detail) == (
+        SCHEMA_VIOLATION,
+        f"Object missing required field `{field}` - at `$.lines[1]`",
+    )
+
+
+def test_only_the_decoder_reasons_are_decided_here() -> None:
+    reasons = {refused(case.values[0]).reason for case in REFUSED}  # type: ignore[index]
+    assert reasons == {INVALID_JSON, SCHEMA_VIOLATION, UNKNOWN_EVENT_TYPE}
+    assert reasons < set(REASONS)
+
+
+def test_detail_and_message_are_bounded() -> None:
+    error = InvalidEvent(SCHEMA_VIOLATION, "y" * 10_000)
+    assert len(error.detail) == MAX_DETAIL
+    assert str(error) == f"{SCHEMA_VIOLATION}: {'y' * MAX_DETAIL}"
+
+
+# --- accepted edge cases -----------------------------------------------------------------------
+
+
+def _line0(raw_bytes: bytes) -> Any:
+    sale = decode_event(raw_bytes)
+    assert isinstance(sale, Sale)
+    return sale.lines[0]
+
+
+@pytest.mark.parametrize(
+    ("price", "expected"),
+    [
+        pytest.param("899.00", Decimal("899.00"), id="string"),
+        pytest.param(80, Decimal("80"), id="int"),
+        pytest.param(80.5, Decimal("80.5"), id="float-kept-exact"),
+        pytest.param("0", Decimal("0"), id="zero"),
+        pytest.param(0.0001, Decimal("0.0001"), id="4-places-number"),
+        pytest.param("9999999.9999", Decimal("9999999.9999"), id="largest-string"),
+        pytest.param(9999999.9999, Decimal("9999999.9999"), id="largest-number-not-rounded-to-float"),
+        pytest.param(0.1, Decimal("0.1"), id="0.1-exact-not-binary"),
+    ],
+)
+def test_money_accepted_exactly(price: Any, expected: Decimal) -> None:
+    line = _line0(changed("sale", "lines.0.unit_price", price))
+    assert line.unit_price == expected
+    assert str(line.unit_price) == str(expected)
+
+
+@pytest.mark.parametrize("quantity", [1, 10_000])
+def test_quantity_bounds_accepted(quantity: int) -> None:
+    assert _line0(changed("sale", "lines.0.quantity", quantity)).quantity == quantity
+
+
+@pytest.mark.parametrize(
+    ("value", "offset"),
+    [
+        pytest.param("2026-11-05T12:00:00Z", timedelta(0), id="Z"),
+        pytest.param("2026-11-05T12:00:00+02:00", timedelta(hours=2), id="+02:00"),
+        pytest.param("2026-11-05T12:00:00-05:30", timedelta(hours=-5, minutes=-30), id="-05:30"),
+        pytest.param("2026-11-05T12:00:00.123456+00:00", timedelta(0), id="fraction"),
+    ],
+)
+def test_timestamps_with_an_explicit_offset(value: str, offset: timedelta) -> None:
+    event = decode_event(changed("sale", "occurred_at", value))
+    assert event.occurred_at.utcoffset() == offset
+
+
+@pytest.mark.parametrize(
+    ("value", "offset"),
+    [
+        pytest.param("2026-11-05 12:00:00Z", timedelta(0), id="space-for-T"),
+        pytest.param("2026-11-05t12:00:00z", timedelta(0), id="lower-case"),
+        pytest.param("2026-11-05T12:00:00+0200", timedelta(hours=2), id="offset-without-colon"),
+    ],
+)
+def test_decoder_is_lenient_in_spelling_only(value: str, offset: timedelta) -> None:
+    """Spellings the JSON Schema does not offer publishers, but whose offset is still explicit."""
+    assert decode_event(changed("sale", "occurred_at", value)).occurred_at.utcoffset() == offset
+
+
+def test_plus_two_hours_is_the_same_instant_as_utc() -> None:
+    utc = decode_event(changed("sale", "occurred_at", "2026-11-05T10:00:00Z"))
+    local = decode_event(changed("sale", "occurred_at", "2026-11-05T12:00:00+02:00"))
+    assert utc.occurred_at == local.occurred_at
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("x" * 128, id="128-chars"),
+        pytest.param("é" * 128, id="128-non-ascii"),
+        pytest.param("a b\u00a0c", id="spaces-and-nbsp"),
+        pytest.param("😀-\u2028", id="emoji-and-line-separator-not-Cc"),
+    ],
+)
+def test_ids_accepted(value: str) -> None:
+    event = decode_event(changed("sale", "sale_id", value))
+    assert isinstance(event, Sale)
+    assert event.sale_id == value
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    event = copy.deepcopy(VALID["sale"])
+    event["source"] = {"crm": "x", "nested": [[[[[1, 2, {"deep": None}]]]]], "big": "z" * 100_000}
+    event["lines"][0]["discount_code"] = "SPRING"
+    event["version"] = 2
+    assert decode_event(raw(event)) == decode_event(raw(VALID["sale"]))
+
+
+def test_unknown_fields_nested_50_deep_are_ignored() -> None:
+    assert isinstance(
+        decode_event(raw(VALID["cancellation"])[:-1] + b', "x": ' + b"[" * 50 + b"]" * 50 + b"}"), Cancellation
+    )
+
+
+def test_field_order_does_not_matter() -> None:
+    reordered = dict(reversed(list(VALID["refund"].items())))
+    assert decode_event(raw(reordered)) == decode_event(raw(VALID["refund"]))
+    assert isinstance(decode_event(raw(reordered)), Refund)
+
+
+@pytest.mark.parametrize("outcome", ["no_answer", "declined"])
+def test_callback_without_offer_needs_no_categories(outcome: str) -> None:
+    event = copy.deepcopy(VALID["callback"])
+    event["outcome"] = outcome
+    del event["offered_categories"]
+    callback = decode_event(raw(event))
+    assert isinstance(callback, Callback)
+    assert callback.offered_categories == []
+
+
+@pytest.mark.parametrize("appointment", [None, "absent"])
+def test_appointment_is_optional(appointment: str | None) -> None:
+    event = copy.deepcopy(VALID["lead_handoff"])
+    if appointment == "absent":
+        del event["appointment_at"]
+    else:
+        event["appointment_at"] = appointment
+    handoff = decode_event(raw(event))
+    assert isinstance(handoff, LeadHandoff)
+    assert handoff.appointment_at is None
+
+
+def test_refund_may_repeat_a_line_id() -> None:
+    """Uniqueness is a rule of sales only; a refund naming a line twice reverses it twice at most."""
+    event = changed("refund", "lines", [{"line_id": "L2", "quantity": 1}, {"line_id": "L2", "quantity": 1}])
+    assert isinstance(decode_event(event), Refund)
+
+
+# --- same_content and routing_fields ------------------------------------------------------------
+
+SAME = [
+    pytest.param(b'{"a": 1, "b": 2}', b'{"b": 2, "a": 1}', True, id="key-order"),
+    pytest.param(b'{"p": 80}', b'{"p": 80.0}', True, id="80-vs-80.0"),
+    pytest.param(b'{"p": 80}', b'{"p": 8e1}', True, id="80-vs-8e1"),
+    pytest.param(b'{"p": 0.1}', b'{"p": 0.10}', True, id="trailing-zero"),
+    pytest.param(b'{"p": 1e400}', b'{"p": 1e400}', True, id="huge-number-exact"),
+    pytest.param(b'{"p": 1e400}', b'{"p": 2e400}', False, id="huge-numbers-differ"),
+    pytest.param(b' {"a" : [1, 2]}\n', b'{"a":[1,2]}', True, id="whitespace"),
+    pytest.param(b'{"a": true}', b'{"a": 1}', False, id="true-vs-1"),
+    pytest.param(b'{"a": false}', b'{"a": 0}', False, id="false-vs-0"),
+    pytest.param(b'{"a": null}', b'{"a": 0}', False, id="null-vs-0"),
+    pytest.param(b'{"a": "1"}', b'{"a": 1}', False, id="string-vs-number"),
+    pytest.param(b'{"a": [1, 2]}', b'{"a": [2, 1]}', False, id="array-order-matters"),
+    pytest.param(b'{"a": [[1], 2]}', b'{"a": [[1, 2]]}', False, id="nesting-matters"),
+    pytest.param(b'{"a": {"b": 1}}', b'{"a": {"b": 1, "c": 2}}', False, id="extra-field-differs"),
+    pytest.param(b'{"k": "v"}', b'{"v": "k"}', False, id="key-is-not-value"),
+    pytest.param(b'{"a": "\\u00e9"}', '{"a": "é"}'.encode(), True, id="escape-vs-utf8"),
+    pytest.param(b"[" * 800 + b"]" * 800, b"[" * 800 + b"]" * 800, True, id="deep-no-recursion-error"),
+    pytest.param(b'{"x": 1e99999999999999999999}', b'{"x": 1e99999999999999999999}', True, id="beyond-decimal"),
+    pytest.param(b'{"x": 1e99999999999999999999}', b'{"x": 1e99999999999999999998}', False, id="beyond-decimal-differ"),
+    pytest.param(b'{"x": ' + b"9" * 5000 + b"}", b'{"x": ' + b"9" * 5000 + b"}", True, id="beyond-parser-same-bytes"),
+    pytest.param(b'{"x": ' + b"9" * 5000 + b"}", b'{"x":' + b"9" * 5000 + b"}", False, id="beyond-parser-other-bytes"),
+    pytest.param(b"not json", b"not json", True, id="not-json-same-bytes"),
+]
+
+
+@pytest.mark.parametrize(("a", "b", "same"), SAME)
+def test_same_content(a: bytes, b: bytes, same: bool) -> None:
+    assert same_content(a, b) is same
+    assert same_content(b, a) is same
+
+
+def test_same_content_of_a_reformatted_event() -> None:
+    event = VALID["sale"]
+    compact = json.dumps(event, separators=(",", ":")).encode()
+    pretty = json.dumps(dict(reversed(list(event.items()))), indent=2).encode()
+    assert same_content(compact, pretty)
+    assert not same_content(compact, changed("sale", "lines.0.quantity", 2))
+
+
+ROUTING = [
+    pytest.param(raw(VALID["sale"]), ("sale", "c1"), id="valid"),
+    pytest.param(changed("sale", "event_type", "nope"), ("nope", "c1"), id="unknown-type-still-routed"),
+    pytest.param(changed("sale", "customer_id", 7), ("sale", None), id="customer-not-string"),
+    pytest.param(spliced("sale", "lines.0.unit_price", b"1e400"), ("sale", "c1"), id="huge-number-elsewhere"),
+    pytest.param(without("sale", "event_type"), (None, "c1"), id="no-type"),
+    pytest.param(b"[1, 2]", (None, None), id="not-an-object"),
+    pytest.param(b"\xff{", (None, None), id="not-json"),
+    pytest.param(b"", (None, None), id="empty"),
+]
+
+
+@pytest.mark.parametrize(("raw_bytes", "expected"), ROUTING)
+def test_routing_fields(raw_bytes: bytes, expected: tuple[str | None, str | None]) -> None:
+    assert routing_fields(raw_bytes) == expected

@@ -1,0 +1,127 @@
+"""The committed JSON Schema files: fresh, and agreeing with the decoder on real and broken events."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import jsonschema as generator
+from schemas.decode import InvalidEvent, decode_event
+from schemas.events import EVENT_TYPES
+from tests.unit.test_decode import VALID
+
+EXAMPLES = Path("/work/shared/examples")
+EXAMPLE_FILES = [EXAMPLES / "month.jsonl", EXAMPLES / "late.jsonl"]
+
+
+def test_committed_files_equal_freshly_generated_ones() -> None:
+    assert generator.stale() == []
+    expected = {f"{name}.schema.json" for name in EVENT_TYPES} | {"event.schema.json"}
+    assert {path.name for path in generator.SCHEMA_DIR.glob("*.schema.json")} == expected
+
+
+def test_check_names_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert generator.main(["--dir", str(tmp_path)]) == 0
+    assert generator.main(["--dir", str(tmp_path), "--check"]) == 0
+    (tmp_path / "refund.schema.json").write_text("{}\n")
+    (tmp_path / "old.schema.json").write_text("{}\n")
+    capsys.readouterr()
+    assert generator.main(["--dir", str(tmp_path), "--check"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / name} is stale: run `python -m schemas.jsonschema`"
+        for name in ["refund.schema.json", "old.schema.json"]
+    ]
+
+
+def test_money_is_a_decimal_string_or_a_number() -> None:
+    sale = generator.schemas()["sale.schema.json"]
+    price = sale["$defs"]["SaleLine"]["properties"]["unit_price"]
+    assert "type" not in price and "format" not in price
+    assert [branch["type"] for branch in price["anyOf"]] == ["string", "number"]
+    assert "0 <= x < 10,000,000, at most 4 decimal places" in price["description"]
+
+
+def test_combined_schema_is_a_oneof_discriminated_on_event_type() -> None:
+    combined = generator.schemas()["event.schema.json"]
+    assert combined["discriminator"]["propertyName"] == "event_type"
+    assert sorted(combined["discriminator"]["mapping"]) == sorted(EVENT_TYPES)
+    assert len(combined["oneOf"]) == len(EVENT_TYPES)
+
+
+# --- validated with the `jsonschema` library, where installed ----------------------------------
+
+
+def _validator(name: str) -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((generator.SCHEMA_DIR / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _example_lines() -> list[Any]:
+    return [
+        pytest.param(line, id=f"{path.name}:{number}")
+        for path in EXAMPLE_FILES
+        if path.exists()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.strip()
+    ]
+
+
+@pytest.mark.parametrize("line", _example_lines())
+def test_example_line_validates_and_decodes(line: str) -> None:
+    _validator("event.schema.json").validate(json.loads(line))
+    decode_event(line.encode())
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_valid_event_validates_against_its_file_and_the_combined_one(kind: str) -> None:
+    _validator(f"{kind}.schema.json").validate(VALID[kind])
+    _validator("event.schema.json").validate(VALID[kind])
+
+
+def _broken(kind: str, change: dict[str, Any], line_change: dict[str, Any] | None = None) -> dict[str, Any]:
+    event = copy.deepcopy(VALID[kind])
+    event.update(change)
+    if line_change is not None:
+        event["lines"][0].update(line_change)
+    return event
+
+
+BROKEN = [
+    pytest.param(_broken("sale", {"occurred_at": "2026-11-05T12:00:00"}), id="naive-timestamp"),
+    pytest.param(_broken("sale", {"occurred_at": "2026-11-05"}), id="date-only"),
+    pytest.param(_broken("sale", {"event_id": ""}), id="empty-id"),
+    pytest.param(_broken("sale", {"event_id": "x" * 129}), id="129-char-id"),
+    pytest.param(_broken("sale", {"seller_id": "fr\x851"}), id="id-with-NEL"),
+    pytest.param(_broken("sale", {"seller_id": "fr-1\n"}), id="id-with-trailing-newline"),
+    pytest.param(_broken("sale", {"currency": "EURO"}), id="currency"),
+    pytest.param(_broken("sale", {"lines": []}), id="no-lines"),
+    pytest.param(_broken("sale", {}, {"unit_price": "-1"}), id="money-negative-string"),
+    pytest.param(_broken("sale", {}, {"unit_price": 10_000_000}), id="money-10M-number"),
+    pytest.param(_broken("sale", {}, {"unit_price": "10000000"}), id="money-10M-string"),
+    pytest.param(_broken("sale", {}, {"unit_price": "1.00001"}), id="money-5-places-string"),
+    pytest.param(_broken("sale", {}, {"unit_price": "NaN"}), id="money-NaN-string"),
+    pytest.param(_broken("sale", {}, {"unit_price": True}), id="money-bool"),
+    pytest.param(_broken("sale", {}, {"quantity": 0}), id="quantity-0"),
+    pytest.param(_broken("sale", {}, {"quantity": 10_001}), id="quantity-10001"),
+    pytest.param(_broken("sale", {}, {"sku": "x" * 129}), id="sku-129"),
+    pytest.param(_broken("callback", {"offered_categories": []}), id="offer-without-categories"),
+    pytest.param({k: v for k, v in VALID["callback"].items() if k != "offered_categories"}, id="offer-no-field"),
+    pytest.param(_broken("lead_handoff", {"status": "won"}), id="status"),
+    pytest.param(_broken("lead_handoff", {"appointment_at": "2026-11-06T09:30:00"}), id="naive-appointment"),
+    pytest.param(_broken("refund", {"event_type": "refund_v2"}), id="unknown-event-type"),
+    pytest.param({k: v for k, v in VALID["refund"].items() if k != "sale_id"}, id="missing-field"),
+    pytest.param([VALID["refund"]], id="not-an-object"),
+]
+
+
+@pytest.mark.parametrize("event", BROKEN)
+def test_broken_event_rejected_by_schema_and_decoder(event: Any) -> None:
+    assert not _validator("event.schema.json").is_valid(event)
+    with pytest.raises(InvalidEvent):
+        decode_event(json.dumps(event).encode())
