@@ -1,0 +1,745 @@
+"""The crediting rules (SPEC §5) and the bonus arithmetic (SPEC §6), as pure functions.
+
+No broker, no database, no clock: events and a plan in, credits and table rows out. The
+pipeline calls `credit_customer` with every valid event of one customer each time a batch
+touches that customer and replaces that customer's `credits` rows with the result; then
+`summarize` and `running_row` give `bonus_running`. `compute_tables` is the from-scratch
+reference the tests compare the pipeline with.
+
+One function per rule, each citing its SPEC section, so a payslip number leads to its rule
+in one hop:
+
+==========================  ===========================================================
+SPEC §5.1 net quantity      `reversal_counts`, `net_quantities`
+SPEC §5.2 holdings          `holdings_before`
+SPEC §5.3 primary line      `primary_line`
+SPEC §5.4 cross-sell        `is_cross_sell`
+SPEC §5.5 touches           `touches_of`, `TouchIndex.eligible`
+SPEC §5.6 attribution       `attribute`, `split_equally`
+SPEC §5.7 appointments      `lead_status`, `conversion_sale`, `appointment_credits`
+SPEC §6 bonus arithmetic    `round_money`, `cross_sell_bonus`, `appointment_bonus`,
+                            `summarize`, `running_row`
+==========================  ===========================================================
+
+Decisions the SPEC leaves open, taken here once for every caller:
+
+- **Order independence** (SPEC §5, first paragraph). Events sharing an `event_id` are one
+  event; should their contents differ (the pipeline dead-letters that), the one with the
+  smallest ``repr`` is kept, so the result never depends on arrival order. Likewise two
+  sales of one `sale_id` (also dead-lettered upstream): the one with the smallest
+  (`occurred_at`, `event_id`) is kept. `compute_tables` instead mimics the pipeline: the
+  first in the input wins.
+- **Reversals** (SPEC §5.1) are matched to a sale of the same customer by `sale_id`; one
+  naming a sale of another customer reverses nothing. A reversal that occurred *before*
+  its sale still counts; only one later than `clawback_days` after the sale is ignored.
+  Refunds of one line add up; the net quantity floors at 0; an unknown `line_id` reverses
+  nothing.
+- **Zero parts** (SPEC §5.6). A part whose amount and share are both 0 is not credited:
+  with `telemarketer_share` 0 the field rep alone is credited, with 1 the field rep gets
+  no row. A free line (net amount 0) that is a cross-sell is credited with amount 0: it is
+  a cross-sell by SPEC §5.4, so it counts.
+- **Linear** (SPEC §5.6). The telemarketer part T = share x A is split equally among the
+  distinct telemarketers of the eligible touches, in id order, by `split_equally`: parts
+  are T/n, quantized down to 10 places when T/n is not exact, and the remainder goes to
+  the first telemarketer, so the parts always sum exactly to A. The `share` column is
+  split by the same rule, so shares always sum exactly to 1. The touch named in a linear
+  part is that telemarketer's latest eligible touch.
+- **Both roles** (SPEC §6). A person credited as telemarketer and as field rep in one
+  period gets the role with more credits; a tie goes to ``field_rep``.
+- **Appointments** (SPEC §5.7). A lead's status is its event with the greatest
+  (`occurred_at`, `event_id`); a booked event is a touch (SPEC §5.5) whatever the lead's
+  later status. The converting sale is the earliest by (`occurred_at`, `sale_id`); a lead
+  converts at most once. Appointment credits are kept even when the plan's flat amount is 0,
+  because the counts are what the appointment columns report.
+- **Money** is `Decimal` throughout, computed in an exact context that raises rather than
+  rounds; only `round_money` rounds (half-up, to cents). Times are compared as instants;
+  days are exact 24-hour `timedelta`s.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import (
+    ROUND_DOWN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    localcontext,
+)
+
+from schemas.events import (
+    Callback,
+    Cancellation,
+    Event,
+    LeadHandoff,
+    Refund,
+    Sale,
+    SaleLine,
+)
+from stream.plan import Plan
+
+#: Exact arithmetic: wide enough for any SPEC §3 amount times any sane plan decimal, and
+#: trapping `Inexact`/`Rounded` so a silent rounding can never reach a payslip.
+_EXACT = Context(
+    prec=1000,
+    rounding=ROUND_HALF_UP,
+    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact, Rounded],
+)
+#: Rounding to cents: the one place digits may be discarded (SPEC §6, half-up).
+_ROUNDING = Context(prec=1000, rounding=ROUND_HALF_UP, traps=[InvalidOperation, Overflow])
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_CENT = Decimal("0.01")
+#: `split_equally` quantizes inexact equal parts down to this many decimal places.
+SPLIT_PLACES = 10
+
+CROSS_SELL = "cross_sell"
+APPOINTMENT_HELD = "appointment_held"
+APPOINTMENT_CONVERTED = "appointment_converted"
+TELEMARKETER = "telemarketer"
+FIELD_REP = "field_rep"
+
+
+@dataclass(frozen=True, order=True)
+class Credit:
+    """One row of the `credits` table (SPEC §6): one credited part now in force.
+
+    Sort lists of credits with `credit_sort_key`: the optional fields are None for some
+    kinds, and None does not compare with str.
+    """
+
+    period: str
+    person_id: str
+    role: str
+    kind: str
+    customer_id: str
+    sale_id: str | None
+    line_id: str | None
+    lead_id: str | None
+    amount: Decimal
+    share: Decimal
+    touch_event_id: str | None
+    source_event_id: str
+
+
+def credit_sort_key(credit: Credit) -> tuple[str | Decimal, ...]:
+    """Total order over credits, field by field, with None before any id."""
+    return (
+        credit.period,
+        credit.person_id,
+        credit.role,
+        credit.kind,
+        credit.customer_id,
+        credit.sale_id or "",
+        credit.line_id or "",
+        credit.lead_id or "",
+        credit.amount,
+        credit.share,
+        credit.touch_event_id or "",
+        credit.source_event_id,
+    )
+
+
+# -- the customer's events ------------------------------------------------------------------
+
+
+@dataclass
+class _CustomerEvents:
+    """One customer's distinct events, sorted into what the rules need."""
+
+    sales: list[Sale]  # sorted by (occurred_at, sale_id), one per sale_id
+    reversals: dict[str, list[Cancellation | Refund]]  # by sale_id
+    callbacks: list[Callback]
+    leads: dict[str, list[LeadHandoff]]  # by lead_id
+
+
+def _distinct(events: Iterable[Event]) -> list[Event]:
+    """One event per `event_id`; a conflicting copy resolves by smallest repr (see module doc)."""
+    chosen: dict[str, Event] = {}
+    for event in events:
+        kept = chosen.get(event.event_id)
+        if kept is None or (kept != event and repr(event) < repr(kept)):
+            chosen[event.event_id] = event
+    return list(chosen.values())
+
+
+def _sort_events(events: Iterable[Event]) -> _CustomerEvents:
+    """Split one customer's events by kind; refuse a mix of customers (a grouping bug upstream
+    would otherwise match reversals and holdings across customers)."""
+    distinct = _distinct(events)
+    customers = {event.customer_id for event in distinct}
+    if len(customers) > 1:
+        raise ValueError(f"credit_customer takes one customer's events, got {len(customers)} customers")
+    sales: dict[str, Sale] = {}
+    reversals: dict[str, list[Cancellation | Refund]] = defaultdict(list)
+    callbacks: list[Callback] = []
+    leads: dict[str, list[LeadHandoff]] = defaultdict(list)
+    for event in distinct:
+        if isinstance(event, Sale):
+            kept = sales.get(event.sale_id)
+            if kept is None or (event.occurred_at, event.event_id) < (kept.occurred_at, kept.event_id):
+                sales[event.sale_id] = event
+        elif isinstance(event, (Cancellation, Refund)):
+            reversals[event.sale_id].append(event)
+        elif isinstance(event, Callback):
+            callbacks.append(event)
+        else:
+            leads[event.lead_id].append(event)
+    ordered = sorted(sales.values(), key=lambda sale: (sale.occurred_at, sale.sale_id))
+    return _CustomerEvents(ordered, reversals, callbacks, leads)
+
+
+# -- SPEC §5.1 net quantity -----------------------------------------------------------------
+
+
+def reversal_counts(sale: Sale, reversal: Cancellation | Refund, plan: Plan) -> bool:
+    """SPEC §5.1: a reversal counts unless it occurred later than `clawback_days` after the sale.
+
+    One that occurred before its sale (the CRM's clocks disagree) still counts.
+    """
+    return reversal.occurred_at - sale.occurred_at <= plan.clawback
+
+
+def net_quantities(sale: Sale, reversals: Iterable[Cancellation | Refund], plan: Plan) -> dict[str, int]:
+    """SPEC §5.1 Net quantity: line_id -> quantity minus counted reversed units, floor 0.
+
+    A cancellation reverses every line in full; refunds of one line add up; a refund line
+    naming a line the sale does not have reverses nothing.
+    """
+    reversed_units: Counter[str] = Counter()
+    for reversal in reversals:
+        if not reversal_counts(sale, reversal, plan):
+            continue
+        if isinstance(reversal, Cancellation):
+            return {line.line_id: 0 for line in sale.lines}
+        for refunded in reversal.lines:
+            reversed_units[refunded.line_id] += refunded.quantity
+    return {line.line_id: max(0, line.quantity - reversed_units[line.line_id]) for line in sale.lines}
+
+
+def net_amount(line: SaleLine, net_quantity: int) -> Decimal:
+    """SPEC §5.1: net amount = net quantity x unit_price, exact."""
+    return _EXACT.multiply(Decimal(net_quantity), line.unit_price)
+
+
+# -- SPEC §5.2 holdings, §5.3 primary line, §5.4 cross-sell ---------------------------------
+
+
+def holdings_before(
+    sales: Sequence[Sale], nets: Mapping[str, Mapping[str, int]]
+) -> Iterator[tuple[Sale, frozenset[str]]]:
+    """SPEC §5.2 Holdings: each sale with H(s), the categories of lines with net quantity > 0
+    in the customer's sales sorted before it. `sales` must be sorted by (occurred_at, sale_id).
+    """
+    held: frozenset[str] = frozenset()
+    for sale in sales:
+        yield sale, held
+        bought = {line.category for line in sale.lines if nets[sale.sale_id][line.line_id] > 0}
+        if not bought <= held:
+            held = held | bought
+
+
+def primary_line(sale: Sale, nets: Mapping[str, int]) -> SaleLine | None:
+    """SPEC §5.3 Primary line: the largest net amount, ties to the smallest line_id.
+
+    Lines with net quantity 0 take no part (SPEC §5.1), so a fully reversed sale has none.
+    """
+    live = [line for line in sale.lines if nets[line.line_id] > 0]
+    if not live:
+        return None
+    return min(live, key=lambda line: (-net_amount(line, nets[line.line_id]), line.line_id))
+
+
+def anchors_by_category(plan: Plan) -> dict[str, frozenset[str]]:
+    """The plan's matrix inverted: category -> anchors whose cross-sells include it."""
+    anchors: dict[str, set[str]] = defaultdict(set)
+    for anchor, categories in plan.matrix.items():
+        for category in categories:
+            anchors[category].add(anchor)
+    return {category: frozenset(found) for category, found in anchors.items()}
+
+
+def is_cross_sell(
+    line: SaleLine,
+    primary: SaleLine,
+    holdings: AbstractSet[str],
+    anchors_of: Mapping[str, frozenset[str]],
+) -> bool:
+    """SPEC §5.4 Cross-sell: the category is new to the customer and some anchor lists it.
+
+    The anchors are H(s) plus, unless `line` is the primary line, the primary's category;
+    so the primary line itself can be a cross-sell of what the customer already holds.
+    `anchors_of` is `anchors_by_category(plan)`. The caller checks net quantity > 0.
+    """
+    if line.category in holdings:
+        return False
+    for anchor in anchors_of.get(line.category, ()):
+        if anchor in holdings or (line.line_id != primary.line_id and anchor == primary.category):
+            return True
+    return False
+
+
+# -- SPEC §5.5 touches ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Touch:
+    """SPEC §5.5: a telemarketer's touch; ordered by (occurred_at, event_id) as §5.6 ranks them."""
+
+    occurred_at: datetime
+    event_id: str
+    telemarketer_id: str
+
+
+def touches_of(
+    callbacks: Iterable[Callback], leads: Iterable[Iterable[LeadHandoff]]
+) -> tuple[dict[str, list[Touch]], dict[str, list[Touch]]]:
+    """SPEC §5.5 Touches: (by offered category, by field rep booked for), each sorted.
+
+    A callback with outcome `offer_made` touches its offered categories; a lead_handoff
+    with status `booked` touches every category, towards sales by its `field_rep_id` only.
+    """
+    by_category: dict[str, list[Touch]] = defaultdict(list)
+    by_field_rep: dict[str, list[Touch]] = defaultdict(list)
+    for callback in callbacks:
+        if callback.outcome == "offer_made":
+            touch = Touch(callback.occurred_at, callback.event_id, callback.telemarketer_id)
+            for category in set(callback.offered_categories):
+                by_category[category].append(touch)
+    for lifecycle in leads:
+        for event in lifecycle:
+            if event.status == "booked":
+                touch = Touch(event.occurred_at, event.event_id, event.telemarketer_id)
+                by_field_rep[event.field_rep_id].append(touch)
+    for touches in (*by_category.values(), *by_field_rep.values()):
+        touches.sort()
+    return by_category, by_field_rep
+
+
+@dataclass(frozen=True)
+class Eligible:
+    """The touches eligible for one (sale, category): ranges of sorted touch lists."""
+
+    runs: tuple[tuple[Sequence[Touch], int, int], ...]
+
+    def __bool__(self) -> bool:
+        return any(high > low for _, low, high in self.runs)
+
+    def __iter__(self) -> Iterator[Touch]:
+        for touches, low, high in self.runs:
+            for index in range(low, high):
+                yield touches[index]
+
+    def last(self) -> Touch:
+        """The greatest (occurred_at, event_id), in O(1) per run."""
+        return max(touches[high - 1] for touches, low, high in self.runs if high > low)
+
+    def first(self) -> Touch:
+        """The smallest (occurred_at, event_id), in O(1) per run."""
+        return min(touches[low] for touches, low, high in self.runs if high > low)
+
+    def latest_by_telemarketer(self) -> dict[str, Touch]:
+        """Each distinct telemarketer's latest eligible touch (runs are ascending, so within
+        a run the last one seen wins; only the runs' winners need comparing)."""
+        latest: dict[str, Touch] = {}
+        for touches, low, high in self.runs:
+            in_run = {touches[i].telemarketer_id: touches[i] for i in range(low, high)}
+            for person, touch in in_run.items():
+                kept = latest.get(person)
+                if kept is None or touch > kept:
+                    latest[person] = touch
+        return latest
+
+
+class TouchIndex:
+    """A customer's touches, indexed so each line finds its eligible ones by binary search."""
+
+    def __init__(self, events: _CustomerEvents, plan: Plan) -> None:
+        by_category, by_field_rep = touches_of(events.callbacks, events.leads.values())
+        self._by_category = {key: (ts, [t.occurred_at for t in ts]) for key, ts in by_category.items()}
+        self._by_field_rep = {key: (ts, [t.occurred_at for t in ts]) for key, ts in by_field_rep.items()}
+        self._window = plan.attribution_window
+
+    def eligible(self, sale: Sale, category: str) -> Eligible:
+        """SPEC §5.5: touches covering `category` with 0 <= sale - touch <= the window.
+
+        Booked touches count only when the sale's seller is the booked field rep.
+        """
+        runs = []
+        for index, key in ((self._by_category, category), (self._by_field_rep, sale.seller_id)):
+            found = index.get(key)
+            if found is None:
+                continue
+            touches, times = found
+            low = bisect.bisect_left(times, sale.occurred_at - self._window)
+            high = bisect.bisect_right(times, sale.occurred_at)
+            runs.append((touches, low, high))
+        return Eligible(tuple(runs))
+
+
+# -- SPEC §5.6 attribution ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One person's part of a cross-sell line (SPEC §5.6)."""
+
+    person_id: str
+    role: str
+    amount: Decimal
+    share: Decimal
+    touch_event_id: str | None
+
+
+def split_equally(total: Decimal, count: int) -> list[Decimal]:
+    """SPEC §5.6 linear: `total` in `count` equal parts that sum exactly to `total`.
+
+    Each part is total/count; when that is not exact it is quantized down to
+    `SPLIT_PLACES` places and the remainder goes to the first part.
+    """
+    probe = Context(prec=len(total.as_tuple().digits) + 64, rounding=ROUND_DOWN)
+    part = probe.divide(total, Decimal(count))
+    if probe.flags[Inexact]:
+        part = part.quantize(Decimal(1).scaleb(-SPLIT_PLACES), rounding=ROUND_DOWN, context=probe)
+    rest = _EXACT.subtract(total, _EXACT.multiply(part, Decimal(count - 1)))
+    return [rest] + [part] * (count - 1)
+
+
+def attribute(sale: Sale, amount: Decimal, eligible: Eligible, plan: Plan) -> list[Part]:
+    """SPEC §5.6 Attribution of a cross-sell line of net amount `amount`.
+
+    A telemarketer seller gets 100%; a field rep seller with no eligible touch gets 100%;
+    otherwise the field rep gets (1 - share) x A and the telemarketer share goes by the
+    plan's model. Parts with zero amount and zero share are dropped (see module doc).
+    """
+    if sale.seller_role == TELEMARKETER:
+        return [Part(sale.seller_id, TELEMARKETER, amount, _ONE, None)]
+    if not eligible:
+        return [Part(sale.seller_id, FIELD_REP, amount, _ONE, None)]
+    share = plan.telemarketer_share
+    to_telemarketers = _EXACT.multiply(share, amount)
+    parts = [
+        Part(
+            sale.seller_id,
+            FIELD_REP,
+            _EXACT.subtract(amount, to_telemarketers),
+            _EXACT.subtract(_ONE, share),
+            None,
+        )
+    ]
+    parts += _telemarketer_parts(to_telemarketers, share, eligible, plan.attribution_model)
+    return [part for part in parts if part.amount or part.share]
+
+
+def _telemarketer_parts(amount: Decimal, share: Decimal, eligible: Eligible, model: str) -> list[Part]:
+    """SPEC §5.6: last_touch / first_touch take one touch; linear splits by telemarketer."""
+    if model != "linear":
+        touch = eligible.last() if model == "last_touch" else eligible.first()
+        return [Part(touch.telemarketer_id, TELEMARKETER, amount, share, touch.event_id)]
+    latest = eligible.latest_by_telemarketer()
+    people = sorted(latest)
+    amounts = split_equally(amount, len(people))
+    shares = split_equally(share, len(people))
+    return [
+        Part(person, TELEMARKETER, part, part_share, latest[person].event_id)
+        for person, part, part_share in zip(people, amounts, shares, strict=True)
+    ]
+
+
+def _cross_sell_credits(
+    sale: Sale,
+    nets: Mapping[str, int],
+    holdings: frozenset[str],
+    touches: TouchIndex,
+    anchors_of: Mapping[str, frozenset[str]],
+    plan: Plan,
+) -> Iterator[Credit]:
+    """SPEC §5.4-§5.6 for one sale: its cross-sell lines, attributed, in the sale's period."""
+    primary = primary_line(sale, nets)
+    if primary is None:
+        return
+    period = period_of(sale.occurred_at, plan)
+    eligible_by_category: dict[str, Eligible] = {}
+    for line in sale.lines:
+        net = nets[line.line_id]
+        if net == 0 or not is_cross_sell(line, primary, holdings, anchors_of):
+            continue
+        eligible = eligible_by_category.get(line.category)
+        if eligible is None:
+            eligible = eligible_by_category[line.category] = touches.eligible(sale, line.category)
+        for part in attribute(sale, net_amount(line, net), eligible, plan):
+            yield Credit(
+                period=period,
+                person_id=part.person_id,
+                role=part.role,
+                kind=CROSS_SELL,
+                customer_id=sale.customer_id,
+                sale_id=sale.sale_id,
+                line_id=line.line_id,
+                lead_id=None,
+                amount=part.amount,
+                share=part.share,
+                touch_event_id=part.touch_event_id,
+                source_event_id=sale.event_id,
+            )
+
+
+# -- SPEC §5.7 appointments -----------------------------------------------------------------
+
+
+def lead_status(lifecycle: Iterable[LeadHandoff]) -> LeadHandoff:
+    """SPEC §5.7: a lead's status is its event with the greatest (occurred_at, event_id)."""
+    return max(lifecycle, key=lambda event: (event.occurred_at, event.event_id))
+
+
+@dataclass(frozen=True)
+class _SalesBySeller:
+    """Sales with some net quantity > 0, per seller, sorted for binary search by time."""
+
+    sales: dict[str, list[Sale]]
+    times: dict[str, list[datetime]]
+
+    @classmethod
+    def of(cls, sales: Iterable[Sale], nets: Mapping[str, Mapping[str, int]]) -> _SalesBySeller:
+        by_seller: dict[str, list[Sale]] = defaultdict(list)
+        for sale in sales:  # already sorted by (occurred_at, sale_id)
+            if any(quantity > 0 for quantity in nets[sale.sale_id].values()):
+                by_seller[sale.seller_id].append(sale)
+        times = {seller: [sale.occurred_at for sale in found] for seller, found in by_seller.items()}
+        return cls(dict(by_seller), times)
+
+
+def conversion_sale(held: LeadHandoff, sales: _SalesBySeller, plan: Plan) -> Sale | None:
+    """SPEC §5.7 converted: the earliest sale by the held event's field rep, with some net
+    quantity > 0, occurring 0..`conversion_window_days` after the held event; else None.
+    """
+    found = sales.sales.get(held.field_rep_id)
+    if not found:
+        return None
+    index = bisect.bisect_left(sales.times[held.field_rep_id], held.occurred_at)
+    if index < len(found) and found[index].occurred_at - held.occurred_at <= plan.conversion_window:
+        return found[index]
+    return None
+
+
+def appointment_credits(leads: Iterable[Sequence[LeadHandoff]], sales: _SalesBySeller, plan: Plan) -> Iterator[Credit]:
+    """SPEC §5.7 Appointments: a held lead credits its telemarketer a flat `held_credit`,
+    plus a flat `conversion_bonus` when converted, both in the period of the held event.
+    """
+    for lifecycle in leads:
+        held = lead_status(lifecycle)
+        if held.status != "held":
+            continue
+        yield _appointment_credit(held, APPOINTMENT_HELD, plan.held_credit, None, plan)
+        sale = conversion_sale(held, sales, plan)
+        if sale is not None:
+            yield _appointment_credit(held, APPOINTMENT_CONVERTED, plan.conversion_bonus, sale, plan)
+
+
+def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sale | None, plan: Plan) -> Credit:
+    """A flat appointment credit, in the period of the held event (SPEC §5.7)."""
+    return Credit(
+        period=period_of(held.occurred_at, plan),
+        person_id=held.telemarketer_id,
+        role=TELEMARKETER,
+        kind=kind,
+        customer_id=held.customer_id,
+        sale_id=None if sale is None else sale.sale_id,
+        line_id=None,
+        lead_id=held.lead_id,
+        amount=amount,
+        share=_ONE,
+        touch_event_id=held.event_id,
+        source_event_id=held.event_id if sale is None else sale.event_id,
+    )
+
+
+# -- one customer ---------------------------------------------------------------------------
+
+
+def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
+    """SPEC §5: every credit now in force for ONE customer, sorted by `credit_sort_key`.
+
+    `events` are all valid events of the customer, in any order, possibly repeated; the
+    result depends only on the set of distinct events. O(n log n) in the event count, plus
+    the eligible touches scanned by the linear model. Events of more than one customer are
+    a grouping bug upstream and raise `ValueError`.
+    """
+    customer = _sort_events(events)
+    nets = {
+        sale.sale_id: net_quantities(sale, customer.reversals.get(sale.sale_id, ()), plan) for sale in customer.sales
+    }
+    touches = TouchIndex(customer, plan)
+    anchors_of = anchors_by_category(plan)
+    credits: list[Credit] = []
+    for sale, holdings in holdings_before(customer.sales, nets):
+        credits.extend(_cross_sell_credits(sale, nets[sale.sale_id], holdings, touches, anchors_of, plan))
+    sellers = _SalesBySeller.of(customer.sales, nets)
+    credits.extend(appointment_credits(customer.leads.values(), sellers, plan))
+    credits.sort(key=credit_sort_key)
+    return credits
+
+
+# -- SPEC §6 bonus arithmetic ---------------------------------------------------------------
+
+
+def period_of(at: datetime, plan: Plan) -> str:
+    """SPEC §6: the period is the calendar month ``YYYY-MM`` of `at` in the plan's time zone."""
+    if at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at.isoformat()} has no instant; events carry an offset")
+    local = at.astimezone(plan.zone)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def round_money(x: Decimal) -> Decimal:
+    """SPEC §6: round half-up to cents (numeric(18,2))."""
+    return x.quantize(_CENT, rounding=ROUND_HALF_UP, context=_ROUNDING)
+
+
+def cross_sell_bonus(count: int, amount: Decimal, plan: Plan) -> Decimal:
+    """SPEC §6 cross_sell_bonus: 0 below `min_count`, else the marginal tiers on the EXACT
+    amount (each rate on the part of the amount inside its band), then rounded half-up.
+    """
+    if count < plan.min_count:
+        return round_money(_ZERO)
+    with localcontext(_EXACT):
+        bonus = _ZERO
+        lower = _ZERO
+        for tier in plan.tiers:
+            if amount <= lower:
+                break
+            upper = amount if tier.up_to is None else min(amount, tier.up_to)
+            bonus += (upper - lower) * tier.rate
+            if tier.up_to is None:
+                break
+            lower = tier.up_to
+    return round_money(bonus)
+
+
+def appointment_bonus(held: int, converted: int, plan: Plan) -> Decimal:
+    """SPEC §6 appointment_bonus: held x `held_credit` + converted x `conversion_bonus`."""
+    with localcontext(_EXACT):
+        return round_money(held * plan.held_credit + converted * plan.conversion_bonus)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A person's credits in one period, summed (SPEC §6); the amount is exact, unrounded."""
+
+    period: str
+    person_id: str
+    role: str
+    cross_sell_count: int
+    cross_sell_amount: Decimal
+    appointments_held: int
+    appointments_converted: int
+
+
+def summarize(credits: Iterable[Credit]) -> dict[tuple[str, str], Totals]:
+    """SPEC §5.6/§6: sum credits per (period, person_id).
+
+    A person counts each cross-sell line once, however many parts of it they hold; the
+    role is the one with more credits, a tie going to ``field_rep``.
+    """
+    grouped: dict[tuple[str, str], list[Credit]] = defaultdict(list)
+    for credit in credits:
+        grouped[(credit.period, credit.person_id)].append(credit)
+    return {key: _totals(key, found) for key, found in grouped.items()}
+
+
+def _totals(key: tuple[str, str], credits: Sequence[Credit]) -> Totals:
+    roles = Counter(credit.role for credit in credits)
+    role = TELEMARKETER if roles[TELEMARKETER] > roles[FIELD_REP] else FIELD_REP
+    cross_sells = [credit for credit in credits if credit.kind == CROSS_SELL]
+    lines = {(credit.customer_id, credit.sale_id, credit.line_id) for credit in cross_sells}
+    kinds = Counter(credit.kind for credit in credits)
+    with localcontext(_EXACT):
+        amount = sum((credit.amount for credit in cross_sells), _ZERO)
+    return Totals(
+        period=key[0],
+        person_id=key[1],
+        role=role,
+        cross_sell_count=len(lines),
+        cross_sell_amount=amount,
+        appointments_held=kinds[APPOINTMENT_HELD],
+        appointments_converted=kinds[APPOINTMENT_CONVERTED],
+    )
+
+
+@dataclass(frozen=True)
+class RunningRow:
+    """One `bonus_running` row (SPEC §6), `updated_at` left to the database."""
+
+    period: str
+    person_id: str
+    role: str
+    cross_sell_count: int
+    cross_sell_amount: Decimal
+    appointments_held: int
+    appointments_converted: int
+    cross_sell_bonus: Decimal
+    appointment_bonus: Decimal
+    prior_adjustments: Decimal
+    total_bonus: Decimal
+
+
+def running_row(totals: Totals, plan: Plan, prior_adjustments: Decimal = Decimal("0.00")) -> RunningRow:
+    """SPEC §6: a `bonus_running` row; the cross-sell bonus uses the exact, unrounded amount."""
+    sell = cross_sell_bonus(totals.cross_sell_count, totals.cross_sell_amount, plan)
+    appointments = appointment_bonus(totals.appointments_held, totals.appointments_converted, plan)
+    prior = round_money(prior_adjustments)
+    return RunningRow(
+        period=totals.period,
+        person_id=totals.person_id,
+        role=totals.role,
+        cross_sell_count=totals.cross_sell_count,
+        cross_sell_amount=round_money(totals.cross_sell_amount),
+        appointments_held=totals.appointments_held,
+        appointments_converted=totals.appointments_converted,
+        cross_sell_bonus=sell,
+        appointment_bonus=appointments,
+        prior_adjustments=prior,
+        total_bonus=_EXACT.add(_EXACT.add(sell, appointments), prior),
+    )
+
+
+def _as_admitted(events: Iterable[Event]) -> Iterator[Event]:
+    """What the pipeline lets through (SPEC §3): the first of an event_id, the first sale of a
+    sale_id; later conflicting duplicates and duplicate sale_ids are dead-lettered.
+    """
+    seen_events: set[str] = set()
+    seen_sales: set[str] = set()
+    for event in events:
+        if event.event_id in seen_events:
+            continue
+        seen_events.add(event.event_id)
+        if isinstance(event, Sale):
+            if event.sale_id in seen_sales:
+                continue
+            seen_sales.add(event.sale_id)
+        yield event
+
+
+def compute_tables(events: Iterable[Event], plan: Plan) -> list[RunningRow]:
+    """SPEC §5-§6 from scratch: the `bonus_running` rows of all `events`, by (period, person).
+
+    The reference the pipeline must agree with. It knows nothing of settlement (SPEC §7):
+    `prior_adjustments` is 0.00, and a person whose every credit disappeared has no row here
+    (the database keeps their row of zeros).
+    """
+    by_customer: dict[str, list[Event]] = defaultdict(list)
+    for event in _as_admitted(events):
+        by_customer[event.customer_id].append(event)
+    credits = [credit for found in by_customer.values() for credit in credit_customer(found, plan)]
+    rows = [running_row(totals, plan) for totals in summarize(credits).values()]
+    return sorted(rows, key=lambda row: (row.period, row.person_id))
