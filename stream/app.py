@@ -54,6 +54,10 @@ class Runtime:
     consuming: bool = False
     finishing: asyncio.Task[None] | None = None  # what `run_worker(then=...)` runs once caught up
 
+    def __post_init__(self) -> None:
+        for topic in self.settings.topics.inputs:  # a series per topic from the start; measured every 5 s
+            self.metrics.lag.labels(topic)
+
     async def open_database(self) -> None:
         """Connect and migrate; the CLI calls it before Faust starts so that errors come first."""
         if self.pool is not None:
