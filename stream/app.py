@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -141,7 +142,7 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
     web.register(app, runtime)
 
     @app.on_rebalance_complete.connect
-    async def consuming(sender: faust.App, **_: object) -> None:
+    async def consuming(*args: Any, **kwargs: Any) -> None:
         runtime.consuming = True
 
     @app.timer(5.0)

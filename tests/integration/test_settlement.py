@@ -9,7 +9,13 @@ import asyncpg
 import pytest
 
 from tests.integration.conftest import (
-    EXAMPLES, RUNNING_COLUMNS, Feeder, crmbonus, fetch_csv, read_csv, running,
+    EXAMPLES,
+    RUNNING_COLUMNS,
+    Feeder,
+    crmbonus,
+    fetch_csv,
+    read_csv,
+    running,
 )
 
 pytestmark = pytest.mark.integration

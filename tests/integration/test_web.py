@@ -58,7 +58,7 @@ def worker(pg_url: str, tmp_path: Path) -> Iterator[Worker]:
     """`crmbonus worker` with its own embedded broker, on a free port, against a fresh database."""
     port = free_port()
     env = {**os.environ, "CRMBONUS_DATA_DIR": str(tmp_path)}
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "worker.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "stream", "worker", "--database-url", pg_url,
                                 "--web-port", str(port)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
