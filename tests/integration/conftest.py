@@ -29,7 +29,7 @@ from stream.settlement import Settlement, settle
 from stream.store import Message
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT.parent / "shared" / "examples"
+
 RUNNING_COLUMNS = ("period", "person_id", "role", "cross_sell_count", "cross_sell_amount",
                    "appointments_held", "appointments_converted", "cross_sell_bonus",
                    "appointment_bonus", "prior_adjustments", "total_bonus")
@@ -59,25 +59,31 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture
-async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
-    """A fresh database with every migration applied; dropped after the test."""
+async def create_database(server_url: str) -> str:
+    """A new database with every migration applied, on the server of `server_url`."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server_url)
+    admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = with_database(pg_server_url, name)
+    url = with_database(server_url, name)
     pool = await db.create_pool(url)
     try:
         await db.migrate(pool)
     finally:
         await pool.close()
+    return url
+
+
+@pytest.fixture
+async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
+    """A fresh database with every migration applied; dropped after the test."""
+    url = await create_database(pg_server_url)
     yield url
     admin = await asyncpg.connect(pg_server_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
     finally:
         await admin.close()
 

@@ -12,9 +12,9 @@ import pytest
 from schemas import jsonschema as generator
 from schemas.decode import InvalidEvent, decode_event
 from schemas.events import EVENT_TYPES
+from tests.examples import EXAMPLES
 from tests.unit.test_decode import VALID
 
-EXAMPLES = Path("/work/shared/examples")
 EXAMPLE_FILES = [EXAMPLES / "month.jsonl", EXAMPLES / "late.jsonl"]
 
 

@@ -1,10 +1,9 @@
-"""The worked example of /work/shared/examples, column for column (SPEC §5, §6)."""
+"""The worked example of the contract (tests/fixtures/examples), column for column (SPEC §5, §6)."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -12,8 +11,8 @@ import pytest
 from schemas.events import Event
 from stream.plan import load_plan
 from stream.rules import RunningRow, compute_tables
+from tests.examples import EXAMPLES
 
-EXAMPLES = Path("/work/shared/examples")
 #: The columns this engine owns; prior_adjustments and total_bonus after a late event
 #: depend on settlement (SPEC §7), which is not the rules' business.
 CREDIT_COLUMNS = (
