@@ -27,8 +27,7 @@ from stream.pipeline import BatchResult, Pipeline
 from stream.plan import load_plan
 from stream.settlement import Settlement, settle
 from stream.store import Message
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.examples import ROOT
 
 RUNNING_COLUMNS = ("period", "person_id", "role", "cross_sell_count", "cross_sell_amount",
                    "appointments_held", "appointments_converted", "cross_sell_bonus",

@@ -8,7 +8,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.integration.conftest import EXAMPLES, crmbonus, read_csv, running, snapshot
+from tests.examples import EXAMPLES
+from tests.integration.conftest import crmbonus, read_csv, running, snapshot
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.examples import EXAMPLES
 from tests.integration.conftest import (
-    EXAMPLES,
     RUNNING_COLUMNS,
     Feeder,
     crmbonus,

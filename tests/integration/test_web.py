@@ -17,7 +17,8 @@ import pytest
 
 from stream.embedded import free_port
 from stream.metrics import NAMES
-from tests.integration.conftest import EXAMPLES, ROOT, crmbonus
+from tests.examples import EXAMPLES, ROOT
+from tests.integration.conftest import crmbonus
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
