@@ -3,18 +3,32 @@
 One agent reads all three input topics, so a sale and the callback that touched
 it can land in one batch and one transaction. `concurrency=1`: Faust would
 otherwise commit offsets past batches still in flight.
+
+Offsets are acked by hand, and only after the batch's Postgres transaction has
+committed (`noack_take`): `take_events` acks a batch in its `finally`, even when
+the batch failed or the worker was stopped half-way, and Faust would then commit
+offsets of events that never reached Postgres.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
+from stream.pipeline import BatchResult, Pipeline
 from stream.store import DeadLetter, Message
 
 if TYPE_CHECKING:
     from stream.app import Runtime
+
+logger = logging.getLogger(__name__)
+
+#: On shutdown, how long a batch in flight may take to commit before it is left unacked.
+SHUTDOWN_GRACE_S = 8.0
 
 
 def register(app: faust.App, runtime: Runtime) -> None:
@@ -26,16 +40,41 @@ def register(app: faust.App, runtime: Runtime) -> None:
 
     @app.agent(source, concurrency=1, name="crm_events")
     async def crm_events(stream: faust.StreamT[Any]) -> None:
-        batches = cast(faust.Stream[Any], stream).take_events(settings.batch_max, within=settings.batch_within)
-        async for events in batches:
+        stream = cast(faust.Stream[Any], stream)
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within):
             assert runtime.pipeline is not None, "the Postgres service starts before the agent"
             batch = [to_message(event) for event in events]
-            result = await runtime.pipeline.handle(batch)
+            result, stopping = await commit_even_if_stopped(runtime.pipeline, batch)
+            for event in events:
+                await stream.ack(event)
+            runtime.batch_done(result, batch)
+            if stopping:
+                raise asyncio.CancelledError
             for letter in result.new_dead_letters:
                 await dead_letter_topic.send(
                     key=letter.message.key, value=letter.message.value, headers=headers(letter)
                 )
-            runtime.batch_done(result, batch)
+
+
+async def commit_even_if_stopped(pipeline: Pipeline, batch: Sequence[Message]) -> tuple[BatchResult, bool]:
+    """Handle the batch; if the worker is stopped meanwhile (SIGTERM), let the commit finish first.
+
+    Returns the result and whether the worker is stopping. A batch that cannot commit
+    within the grace period (Postgres away) is abandoned unacked: its events are read
+    again after the restart, and nothing doubles.
+    """
+    work = asyncio.ensure_future(pipeline.handle(batch))
+    try:
+        return await asyncio.shield(work), False
+    except asyncio.CancelledError:
+        try:
+            result = await asyncio.wait_for(asyncio.shield(work), SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            work.cancel()
+            logger.warning("stopping: a batch of %d was not committed and stays unacked", len(batch))
+            raise asyncio.CancelledError from None
+        logger.info("stopping: the batch in flight (%d messages) was committed first", len(batch))
+        return result, True
 
 
 def to_message(event: faust.EventT[Any]) -> Message:

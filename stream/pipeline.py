@@ -24,7 +24,8 @@ from stream.store import DeadLetter, Decoded, Message
 logger = logging.getLogger(__name__)
 
 #: Errors after which the same batch is simply tried again: the database went away
-#: or two transactions crossed. Anything else is a bug and stops the worker loudly.
+#: or two transactions crossed. Anything else is a bug: the batch is retried too (a
+#: skipped batch would be lost pay), but logged with its traceback and shown on /health.
 RETRYABLE = (
     OSError,
     asyncio.TimeoutError,
@@ -76,11 +77,15 @@ class Pipeline:
             attempt_started = time.monotonic()
             try:
                 result = await self._commit(batch, decoded, invalid)
-            except RETRYABLE as error:
+            except Exception as error:
                 self.healthy, self.last_error = False, f"{type(error).__name__}: {error}"
                 delay = min(MAX_BACKOFF_S, 0.1 * 2 ** min(attempt, 6))
-                logger.warning("batch of %d not committed (%s); retry %d in %.1fs",
-                               len(batch), self.last_error, attempt, delay)
+                if isinstance(error, RETRYABLE):
+                    logger.warning("batch of %d not committed (%s); retry %d in %.1fs",
+                                   len(batch), self.last_error, attempt, delay)
+                else:  # a bug: keep the batch (never skip money), say so loudly, /health turns 503
+                    logger.exception("batch of %d failed unexpectedly; retry %d in %.1fs",
+                                     len(batch), attempt, delay)
                 await asyncio.sleep(delay)
                 continue
             self.healthy, self.last_error = True, None
