@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import click
@@ -23,6 +24,9 @@ from stream.kafka import publish as publish_messages
 from stream.plan import load_plan
 from stream.publishing import read_lines, refusals, to_outgoing
 from stream.settings import ENV_BROKER, ENV_DATABASE_URL, ENV_PLAN, Settings, load_settings
+
+if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run it pay for that
+    from stream.replay import ReplayProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -117,10 +121,12 @@ def publish(broker: str | None, database_url: str | None, plan: str | None,
             f"under {settings.data_dir}/; start `crmbonus worker` first, or use `crmbonus replay`"
         )
     outgoing = [to_outgoing(line.raw, settings.topics) for line in lines]
-    with _bar("publishing", len(outgoing)) as advance:
+    with bars() as progress:
+        task = progress.add_task("published", total=len(outgoing))
+
         async def run() -> None:
             await ensure_topics(target, settings.topics, settings.partitions)
-            await publish_messages(target, outgoing, on_sent=advance)
+            await publish_messages(target, outgoing, on_sent=lambda n: progress.advance(task, n))
 
         asyncio.run(run())
     err.print(f"published {len(outgoing)} lines to {target}")
@@ -135,26 +141,12 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, files
     Exits 0 only once every published event is committed to Postgres: stored,
     dead-lettered or recognised as a duplicate. Safe to run twice: nothing doubles.
     """
-    from stream.replay import ReplayProgress
     from stream.replay import replay as run_replay
 
     settings = settings_from(broker, database_url, plan)
     bonus_plan = load_plan(settings.plan_path)
-    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err, disable=not err.is_terminal)
-    with progress:
-        published = progress.add_task("published", total=None)
-        committed = progress.add_task("committed", total=None)
-
-        def set_total(n: int) -> None:
-            progress.update(published, total=n)
-            progress.update(committed, total=n)
-
-        report = run_replay(settings, bonus_plan, files, ReplayProgress(
-            total=set_total,
-            published=lambda n: progress.advance(published, n),
-            committed=lambda n: progress.advance(committed, n),
-        ))
+    with replay_bars() as (_, bars):
+        report = run_replay(settings, bonus_plan, files, bars)
     err.print(
         f"replayed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
         f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters"
@@ -278,7 +270,6 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, month: 
     """
     from stream.demo import DemoOutcome, previous_month, run_demo
     from stream.demo_data import DemoConfig
-    from stream.replay import ReplayProgress
     from stream.settlement import check_period
 
     chosen = check_period(month or previous_month())
@@ -302,9 +293,23 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, month: 
             err.print(f"serving http://localhost:{web_port}/leaderboard, /metrics and /health "
                       f"at {report.broker}; Ctrl-C stops")
 
-    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err, disable=not err.is_terminal)
-    with progress:
+    with replay_bars() as (progress, bars):
+        err.print(f"generating {chosen}: {customers} customers, seed {seed}")
+        run_demo(settings, bonus_plan, config, Path.cwd(), show, bars, serve=serve)
+
+
+def bars() -> Progress:
+    """Progress bars on a terminal; nothing at all when the output goes elsewhere."""
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, disable=not err.is_terminal)
+
+
+@contextlib.contextmanager
+def replay_bars() -> Iterator[tuple[Progress, ReplayProgress]]:
+    """'published' and 'committed' bars, fed by a replay's callbacks."""
+    from stream.replay import ReplayProgress
+
+    with bars() as progress:
         published = progress.add_task("published", total=None)
         committed = progress.add_task("committed", total=None)
 
@@ -312,25 +317,8 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, month: 
             progress.update(published, total=n)
             progress.update(committed, total=n)
 
-        err.print(f"generating {chosen}: {customers} customers, seed {seed}")
-        run_demo(settings, bonus_plan, config, Path.cwd(), show, ReplayProgress(
+        yield progress, ReplayProgress(
             total=set_total,
             published=lambda n: progress.advance(published, n),
             committed=lambda n: progress.advance(committed, n),
-        ), serve=serve)
-
-
-class _bar:
-    """A progress bar on a terminal, nothing elsewhere; yields an `advance(n)` function."""
-
-    def __init__(self, description: str, total: int) -> None:
-        self.progress = Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=err, disable=not err.is_terminal)
-        self.task = self.progress.add_task(description, total=total)
-
-    def __enter__(self) -> Callable[[int], None]:
-        self.progress.start()
-        return lambda n: self.progress.advance(self.task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        )
