@@ -1,0 +1,154 @@
+"""`python -m benchmarks.run`: the table of issue 6, measured in one run on the embedded stack.
+
+    python -m benchmarks.run                  # default sizes, about 5 minutes on 2 cores
+    python -m benchmarks.run --smoke          # every measurement tiny, for CI (< 2 minutes)
+    python -m benchmarks.run --json out.json  # also write every figure as JSON
+
+Every measurement runs on a database and topic prefix of its own, on one embedded
+tansu broker and one embedded Postgres started under a temporary directory. Figures
+are printed, never asserted: a slow machine still exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import data, live, raw, replayed
+from benchmarks.report import Results, render
+from benchmarks.stack import embedded_stack
+from stream.plan import load_plan
+
+MEASUREMENTS = ("e2e", "consume", "copy", "naive", "history", "burst", "latency")
+HISTORY_LENGTHS = (10, 100, 1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    events: int
+    naive_events: int
+    history_events: int
+    burst_events: int
+    latency_rate: float
+    latency_seconds: float
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, help="events of the end-to-end run (default 30000; smoke 300)")
+    parser.add_argument("--naive-events", type=int, help="events of the naive baseline (default 2000; smoke 100)")
+    parser.add_argument("--history-events", type=int,
+                        help="events per history run, customers of 10/100/1000 events (default: --events)")
+    parser.add_argument("--burst-events", type=int,
+                        help="events published at once into a running worker, for RSS (default 3 x --events)")
+    parser.add_argument("--latency-rate", type=float, default=2000.0, help="steady publish rate, events/s")
+    parser.add_argument("--latency-seconds", type=float, help="how long to publish at that rate (default 20; smoke 3)")
+    parser.add_argument("--smoke", action="store_true", help="every measurement tiny; for CI, asserts nothing")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
+    parser.add_argument("--py-spy", type=Path, metavar="PATH",
+                        help="sample the burst's worker with py-spy into PATH (raw stacks) and summarise it")
+    parser.add_argument("--data-dir", type=Path, help="keep the stack's data and logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    events = args.events or (300 if args.smoke else 30_000)
+    sizes = Sizes(
+        events=events,
+        naive_events=args.naive_events or (100 if args.smoke else 2_000),
+        history_events=args.history_events or events,
+        burst_events=args.burst_events or 3 * events,
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds or (3.0 if args.smoke else 20.0),
+    )
+    return args, sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, sizes = parse(argv)
+    only = set(args.only.split(",")) if args.only else set(MEASUREMENTS)
+    if unknown := only - set(MEASUREMENTS):
+        print(f"unknown measurement(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    results = Results(meta=machine(sizes, smoke=args.smoke))
+    plan = load_plan(None)
+    started = time.monotonic()
+
+    def step(name: str, work: Callable[[], Any]) -> None:
+        if name.split("-")[0] not in only:
+            return
+        print(f"[{time.monotonic() - started:6.1f}s] {name} ...", file=sys.stderr, flush=True)
+        results.figures[name] = work().as_dict()
+
+    events = data.demo_events(sizes.events)
+    with embedded_stack(args.data_dir) as stack:
+        e2e_settings = stack.fresh("e2e")
+        step("e2e", lambda: replayed.measure(events, e2e_settings, plan))
+        if "e2e" not in only and "consume" in only:  # the raw consumer reads what the e2e run published
+            raw.run_publish(e2e_settings, events)
+        step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
+        rows = raw.copy_records(events, e2e_settings.topics)
+        copy_settings = stack.fresh("copy")
+        assert copy_settings.database_url is not None
+        step("copy", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, True))
+        step("copy-bare", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, False))
+        naive = stack.fresh("naive", batch_max=1)
+        step("naive", lambda: replayed.measure(events[:sizes.naive_events], naive, plan))
+        for length in HISTORY_LENGTHS:
+            step(f"history-{length}", functools.partial(
+                replayed.measure, data.history_events(max(sizes.history_events, length), length),
+                stack.fresh(f"history{length}"), plan))
+        burst_events = data.demo_events(sizes.burst_events)
+        step("burst", lambda: live.burst(stack.fresh("burst"), burst_events, py_spy=args.py_spy))
+        steady_events = data.demo_events(int(sizes.latency_rate * sizes.latency_seconds), month="2026-10")
+        step("latency", lambda: live.steady(stack.fresh("latency"), steady_events, sizes.latency_rate))
+    results.meta["seconds"] = round(time.monotonic() - started, 1)
+    render(results)
+    if args.json:
+        args.json.write_text(json.dumps(dataclasses.asdict(results), indent=2, default=str) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def machine(sizes: Sizes, smoke: bool) -> dict[str, Any]:
+    import aiokafka
+    import asyncpg
+    import faust
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "faust": faust.__version__,
+        "aiokafka": aiokafka.__version__,
+        "asyncpg": asyncpg.__version__,
+        "smoke": smoke,
+        "sizes": dataclasses.asdict(sizes),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
