@@ -130,8 +130,8 @@ def instrument(phases: Phases) -> None:
     phases.wrap_async(store, "insert_events", "insert events (unnest, ON CONFLICT)")
     phases.wrap_async(store, "insert_dead_letters", "insert dead letters")
     phases.wrap_async(ledger, "recompute_customers", "recompute customers (whole)")
-    phases.wrap_async(ledger, "_lock_customers", "  advisory locks per customer")
-    phases.wrap_async(store, "load_customer_events", "  load ALL events of touched customers")
+    phases.wrap_async(ledger, "_take_customers", "  lock customers, bump versions")
+    phases.wrap_async(store, "load_customer_events", "  load history of customers not cached")
     decode = phases.phases.setdefault("    of which: re-decode stored events (msgspec)", Phase())
     original_decoder = store._decoder
     store._decoder = _TimedDecoder(original_decoder, decode)  # type: ignore[assignment]

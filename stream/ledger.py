@@ -9,12 +9,14 @@ the same deltas. That is what makes the tables independent of arrival order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import asyncpg
 
+from schemas.events import Event
 from stream import rules, store
 from stream.plan import Plan
 from stream.rules import Credit, Totals
@@ -27,68 +29,167 @@ TotalsKey = tuple[str, str, str]  # (period, person_id, role)
 
 
 @dataclass
+class CachedCustomer:
+    """A customer as this worker last committed it: valid while the database's version matches."""
+
+    version: int
+    events: list[Event]
+    credits: dict[Credit, int]  # credit in force -> its row id
+
+
+class CustomerCache:
+    """Decoded events and credits in force of recently seen customers, least recently used out.
+
+    It saves reading and decoding a customer's whole history on every batch that touches
+    the customer. It is never trusted blindly: an entry is used only when the customer's
+    version in Postgres is the one it was cached at, so another worker's writes, or a
+    batch that rolled back, simply make it miss.
+    """
+
+    def __init__(self, max_events: int = 100_000) -> None:
+        self.max_events = max_events
+        self.entries: OrderedDict[str, CachedCustomer] = OrderedDict()
+        self.events = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, customer_id: str, version: int) -> CachedCustomer | None:
+        entry = self.entries.get(customer_id)
+        if entry is None or entry.version != version:
+            self.misses += 1
+            return None
+        self.entries.move_to_end(customer_id)
+        self.hits += 1
+        return entry
+
+    def update(self, staged: dict[str, CachedCustomer]) -> None:
+        """Take in what a batch committed; call only after its transaction is in."""
+        for customer_id, entry in staged.items():
+            self.discard([customer_id])
+            self.entries[customer_id] = entry
+            self.events += len(entry.events)
+        while self.events > self.max_events and self.entries:
+            _, oldest = self.entries.popitem(last=False)
+            self.events -= len(oldest.events)
+
+    def discard(self, customer_ids: Iterable[str]) -> None:
+        for customer_id in customer_ids:
+            entry = self.entries.pop(customer_id, None)
+            if entry is not None:
+                self.events -= len(entry.events)
+
+
+@dataclass
 class LedgerChange:
-    """What one recomputation wrote, for metrics and for the adjustment step."""
+    """What one recomputation wrote, for metrics, the adjustment step and the cache."""
 
     inserted: int = 0
     retracted: int = 0
     persons: set[PersonKey] = field(default_factory=set)
+    staged: dict[str, CachedCustomer] = field(default_factory=dict)
 
 
 async def recompute_customers(
-    conn: asyncpg.Connection, customer_ids: Iterable[str], plan: Plan
+    conn: asyncpg.Connection, new_events: Mapping[str, Sequence[Event]], plan: Plan, cache: CustomerCache
 ) -> LedgerChange:
-    """Bring the credits of these customers, and the bonus rows they feed, up to date."""
-    ids = sorted(set(customer_ids))
+    """Bring the credits of the customers with new events, and the bonus rows they feed, up to date.
+
+    `new_events` are the events this batch stored, per customer. The rest of each
+    customer's history comes from the cache when current, else from Postgres.
+    """
+    ids = sorted(new_events)
     change = LedgerChange()
     if not ids:
         return change
-    await _lock_customers(conn, ids)
-    events = await store.load_customer_events(conn, ids)
-    wanted = {credit for cid in ids for credit in rules.credit_customer(events[cid], plan)}
-    in_force = await _credits_in_force(conn, ids)
-    removed = {credit: row_id for credit, row_id in in_force.items() if credit not in wanted}
-    added = sorted(credit for credit in wanted if credit not in in_force)
+    versions = await _take_customers(conn, ids)
+    cached = {cid: entry for cid in ids if (entry := cache.get(cid, versions[cid] - 1)) is not None}
+    missing = [cid for cid in ids if cid not in cached]
+    stored = await store.load_customer_events(conn, missing)  # this batch's events included
+    in_force = await _credits_in_force(conn, missing)
+    removed: dict[Credit, int] = {}
+    added: list[Credit] = []
+    history: dict[str, list[Event]] = {}
+    for cid in ids:
+        entry = cached.get(cid)
+        history[cid] = [*entry.events, *new_events[cid]] if entry else stored[cid]
+        before = entry.credits if entry else in_force.get(cid, {})
+        wanted = set(rules.credit_customer(history[cid], plan))
+        removed.update((credit, row_id) for credit, row_id in before.items() if credit not in wanted)
+        added.extend(sorted((credit for credit in wanted if credit not in before), key=rules.credit_sort_key))
     if removed:
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
-    await _insert_credits(conn, added)
+    added_ids = await _insert_credits(conn, added)
     deltas = _deltas(added, removed)
     await _apply_deltas(conn, deltas)
     change.inserted, change.retracted = len(added), len(removed)
     change.persons = {(period, person) for period, person, _role in deltas}
     await refresh_running(conn, sorted(change.persons), plan)
+    change.staged = _staged(ids, versions, history, cached, in_force, removed, dict(zip(added, added_ids, strict=True)))
     return change
 
 
-async def _lock_customers(conn: asyncpg.Connection, ids: Sequence[str]) -> None:
-    """Serialise work on a customer across workers and agents until this transaction ends.
+def _staged(
+    ids: Sequence[str], versions: Mapping[str, int], history: Mapping[str, list[Event]],
+    cached: Mapping[str, CachedCustomer], in_force: Mapping[str, dict[Credit, int]],
+    removed: Mapping[Credit, int], added: Mapping[Credit, int],
+) -> dict[str, CachedCustomer]:
+    """The cache entries this batch will leave behind once it commits."""
+    added_by_customer: dict[str, dict[Credit, int]] = {}
+    for credit, row_id in added.items():
+        added_by_customer.setdefault(credit.customer_id, {})[credit] = row_id
+    staged: dict[str, CachedCustomer] = {}
+    for cid in ids:
+        entry = cached.get(cid)
+        before = entry.credits if entry else in_force.get(cid, {})
+        credits = {credit: row_id for credit, row_id in before.items() if credit not in removed}
+        credits.update(added_by_customer.get(cid, {}))
+        staged[cid] = CachedCustomer(versions[cid], history[cid], credits)
+    return staged
 
-    Whoever takes the lock second reads the first one's committed events, so the
-    last recomputation of a customer always sees all of them.
+
+async def _take_customers(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """Lock the customers' rows until this transaction ends and bump their versions.
+
+    Whoever takes a customer second reads the first one's committed events, so the
+    last recomputation of a customer always sees all of them. Sorted: one lock order.
     """
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(c, 7) AS k"
-        " FROM unnest($1::text[]) AS c ORDER BY k) AS keys",
+    rows = await conn.fetch(
+        """
+        INSERT INTO customers AS c (customer_id, version) SELECT id, 1 FROM unnest($1::text[]) AS id ORDER BY id
+        ON CONFLICT (customer_id) DO UPDATE SET version = c.version + 1
+        RETURNING customer_id, version
+        """,
         list(ids),
     )
+    return {row["customer_id"]: row["version"] for row in rows}
 
 
-async def _credits_in_force(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[Credit, int]:
+async def _credits_in_force(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, dict[Credit, int]]:
+    if not ids:
+        return {}
     rows = await conn.fetch(
         f"SELECT id, {', '.join(CREDIT_FIELDS)} FROM credits WHERE customer_id = ANY($1::text[])",
         list(ids),
     )
-    return {Credit(*(row[name] for name in CREDIT_FIELDS)): row["id"] for row in rows}
+    grouped: dict[str, dict[Credit, int]] = {}
+    for row in rows:
+        grouped.setdefault(row["customer_id"], {})[Credit(*(row[name] for name in CREDIT_FIELDS))] = row["id"]
+    return grouped
 
 
-async def _insert_credits(conn: asyncpg.Connection, credits: Sequence[Credit]) -> None:
+async def _insert_credits(conn: asyncpg.Connection, credits: Sequence[Credit]) -> list[int]:
+    """COPY the new credits with ids drawn from their sequence first, so the cache knows them."""
     if not credits:
-        return
+        return []
+    ids = [row[0] for row in await conn.fetch(
+        "SELECT nextval('credits_id_seq') FROM generate_series(1, $1)", len(credits))]
     await conn.copy_records_to_table(
         "credits",
-        records=[tuple(getattr(c, name) for name in CREDIT_FIELDS) for c in credits],
-        columns=CREDIT_FIELDS,
+        records=[(row_id, *(getattr(c, name) for name in CREDIT_FIELDS))
+                 for row_id, c in zip(ids, credits, strict=True)],
+        columns=("id", *CREDIT_FIELDS),
     )
+    return ids
 
 
 def _deltas(added: Iterable[Credit], removed: Iterable[Credit]) -> dict[TotalsKey, list[Decimal]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from schemas.decode import InvalidEvent, decode_event
-from schemas.events import event_type
+from schemas.events import Event, event_type
 from stream import ledger, settlement, store
 from stream.plan import Plan
 from stream.store import DeadLetter, Decoded, Message
@@ -64,6 +64,7 @@ class Pipeline:
         self.pool = pool
         self.plan = plan
         self.group_id = group_id
+        self.cache = ledger.CustomerCache()
         self.healthy = True
         self.last_error: str | None = None
 
@@ -104,14 +105,20 @@ class Pipeline:
             result.new_dead_letters = await store.insert_dead_letters(
                 conn, invalid + outcome.dead_letters
             )
-            change = await ledger.recompute_customers(
-                conn, {item.event.customer_id for item in outcome.inserted}, self.plan
-            )
+            change = await ledger.recompute_customers(conn, by_customer(outcome.inserted), self.plan, self.cache)
             await settlement.carry_adjustments(conn, sorted(change.persons))
             result.next_offsets = await store.save_progress(conn, self.group_id, batch)
+        self.cache.update(change.staged)  # only now: a rolled-back batch must leave no trace
         result.stored, result.duplicates = len(outcome.inserted), outcome.duplicates
         result.credits_inserted, result.credits_retracted = change.inserted, change.retracted
         return result
+
+
+def by_customer(items: Sequence[Decoded]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = {}
+    for item in items:
+        grouped.setdefault(item.event.customer_id, []).append(item.event)
+    return grouped
 
 
 def consumed_by(decoded: list[Decoded], invalid: list[DeadLetter]) -> dict[tuple[str, str], int]:
