@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: On shutdown, how long a batch in flight may take to commit before it is left unacked.
-SHUTDOWN_GRACE_S = 8.0
+SHUTDOWN_GRACE_S = 5.0
+#: Kafka's default message limit is 1 MB; a longer dead letter is cut on the topic (not in Postgres).
+MAX_FORWARDED_BYTES = 900 * 1024
 
 
 def register(app: faust.App, runtime: Runtime) -> None:
@@ -51,9 +53,7 @@ def register(app: faust.App, runtime: Runtime) -> None:
             if stopping:
                 raise asyncio.CancelledError
             for letter in result.new_dead_letters:
-                await dead_letter_topic.send(
-                    key=letter.message.key, value=letter.message.value, headers=headers(letter)
-                )
+                await forward(dead_letter_topic, letter)
 
 
 async def commit_even_if_stopped(pipeline: Pipeline, batch: Sequence[Message]) -> tuple[BatchResult, bool]:
@@ -77,18 +77,37 @@ async def commit_even_if_stopped(pipeline: Pipeline, batch: Sequence[Message]) -
         return result, True
 
 
+async def forward(topic: faust.TopicT, letter: DeadLetter) -> None:
+    """Copy a dead letter (already in Postgres) to the dead-letter topic, cut to fit a Kafka message.
+
+    A failure here is logged, not raised: the record of the dead letter is the
+    table, and the batch is committed already.
+    """
+    value = letter.message.value
+    cut = len(value) > MAX_FORWARDED_BYTES
+    try:
+        await topic.send(key=letter.message.key, value=value[:MAX_FORWARDED_BYTES] if cut else value,
+                         headers=headers(letter, original_size=len(value) if cut else None))
+    except Exception:  # the producer refusing one record must not stop the consumer
+        logger.exception("dead letter %s:%d:%d not forwarded to %s (it is in the dead_letters table)",
+                         letter.message.topic, letter.message.partition, letter.message.offset, topic)
+
+
 def to_message(event: faust.EventT[Any]) -> Message:
     msg = event.message
     return Message(msg.topic, msg.partition, msg.offset, msg.key, msg.value or b"", msg.timestamp or 0.0)
 
 
-def headers(letter: DeadLetter) -> dict[str, bytes]:
+def headers(letter: DeadLetter, original_size: int | None = None) -> dict[str, bytes]:
     """Where the dead letter came from and why, so ops can replay it once fixed."""
     msg = letter.message
-    return {
+    found = {
         "reason": letter.reason.encode(),
         "detail": letter.detail.encode(),
         "source_topic": msg.topic.encode(),
         "source_partition": str(msg.partition).encode(),
         "source_offset": str(msg.offset).encode(),
     }
+    if original_size is not None:
+        found["original_size"] = str(original_size).encode()
+    return found

@@ -29,6 +29,8 @@ REASONS = (INVALID_JSON, SCHEMA_VIOLATION, UNKNOWN_EVENT_TYPE, CONFLICTING_DUPLI
 
 #: Longest detail text kept; a hostile payload must not make the error message huge.
 MAX_DETAIL = 500
+#: Largest event accepted: a sale of 1,000 lines fits; an unknown field cannot bloat the store.
+MAX_EVENT_BYTES = 256 * 1024
 
 _decoder = msgspec.json.Decoder(Event)
 
@@ -65,9 +67,12 @@ def decode_event(raw: bytes) -> Event:
         # would pass, and then break whatever parses the stored message again.
         raise InvalidEvent(INVALID_JSON, str(error))
     try:
-        return _decoder.decode(raw)
+        event = _decoder.decode(raw)
     except _PARSE_ERRORS as error:
         raise _classify(raw, error) from None
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(SCHEMA_VIOLATION, f"event is {len(raw)} bytes; at most {MAX_EVENT_BYTES} are accepted")
+    return event
 
 
 def _classify(raw: bytes, error: Exception) -> InvalidEvent:

@@ -67,6 +67,7 @@ class Runtime:
         self.pool = await db.create_pool(self.settings.database_url, max_size=4)
         await db.migrate(self.pool)
         self.pipeline = Pipeline(self.pool, self.plan, self.settings.group_id)
+        self.pipeline.on_retry = self.metrics.retries.inc
         async with self.pool.acquire() as conn:  # where this group got to before, for the lag gauge
             rows = await conn.fetch('SELECT topic, "partition", next_offset FROM consumer_progress'
                                     " WHERE group_id = $1", self.settings.group_id)
@@ -133,6 +134,9 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
         broker_heartbeat_interval=timing.heartbeat_interval,
         broker_rebalance_timeout=timing.rebalance_timeout,
         broker_commit_interval=1.0,
+        # Do not wait for unacked events on stop or rebalance: we ack only after the
+        # Postgres commit, and an abandoned batch is simply read again (idempotent).
+        stream_wait_empty=False,
         producer_acks=-1,
     )
     runtime = Runtime(settings=settings, plan=plan)

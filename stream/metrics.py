@@ -88,6 +88,5 @@ class Metrics:
         self.batch_size.observe(result.consumed)
         self.batch_duration.observe(result.seconds)
         self.db_write.observe(result.db_seconds)
-        self.retries.inc(result.attempts - 1)
         self.last_processed.set(now)
 

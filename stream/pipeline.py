@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -65,6 +65,7 @@ class Pipeline:
         self.plan = plan
         self.group_id = group_id
         self.cache = ledger.CustomerCache()
+        self.on_retry: Callable[[], None] = lambda: None  # the worker counts retries in a metric
         self.healthy = True
         self.last_error: str | None = None
 
@@ -79,7 +80,9 @@ class Pipeline:
             try:
                 result = await self._commit(batch, decoded, invalid)
             except Exception as error:
-                self.healthy, self.last_error = False, f"{type(error).__name__}: {error}"
+                self.healthy = False
+                self.last_error = f"could not commit the batch to Postgres: {type(error).__name__}: {error}"
+                self.on_retry()
                 delay = min(MAX_BACKOFF_S, 0.1 * 2 ** min(attempt, 6))
                 if isinstance(error, RETRYABLE):
                     logger.warning("batch of %d not committed (%s); retry %d in %.1fs",

@@ -19,8 +19,15 @@ class Line:
     raw: bytes
 
 
+#: Kafka's default limit for one message is 1 MB (broker and producer): a longer line cannot travel.
+MAX_LINE_BYTES = 1_000_000
+
+
 def read_lines(paths: Iterable[str | Path]) -> list[Line]:
-    """Every non-blank line of the files, in order, as bytes exactly as written (without newline)."""
+    """Every non-blank line of the files, in order, as bytes exactly as written (without newline).
+
+    A line too long to be a Kafka message is refused before anything is published.
+    """
     lines: list[Line] = []
     for path in map(Path, paths):
         try:
@@ -31,6 +38,11 @@ def read_lines(paths: Iterable[str | Path]) -> list[Line]:
             raw = raw.removesuffix(b"\r")
             if raw.strip():
                 lines.append(Line(path, number, raw))
+    too_long = [line for line in lines if len(line.raw) > MAX_LINE_BYTES]
+    if too_long:
+        named = ", ".join(f"{line.path}:{line.number} ({len(line.raw)} bytes)" for line in too_long[:5])
+        raise CrmbonusError(f"{len(too_long)} line(s) longer than a Kafka message may be "
+                            f"({MAX_LINE_BYTES} bytes): {named}; nothing was published")
     return lines
 
 

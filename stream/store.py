@@ -119,6 +119,10 @@ async def _sort_rejected(
     return duplicates, dead
 
 
+#: Largest payload kept per dead letter; the rest is cut and the detail says so. Kafka's default
+#: limit is 1 MB, so in practice every payload is kept byte for byte.
+MAX_DEAD_LETTER_BYTES = 2 * 1024 * 1024
+
 _INSERT_DEAD_LETTERS = """
 INSERT INTO dead_letters (topic, "partition", "offset", key, payload, reason, detail)
 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[])
@@ -139,12 +143,20 @@ async def insert_dead_letters(
         [d.message.partition for d in letters],
         [d.message.offset for d in letters],
         [d.message.key for d in letters],
-        [d.message.value for d in letters],
+        [d.message.value[:MAX_DEAD_LETTER_BYTES] for d in letters],
         [d.reason for d in letters],
-        [d.detail.replace("\x00", "\\x00") for d in letters],
+        [_stored_detail(d) for d in letters],
     )
     new = {(r["topic"], r["partition"], r["offset"]) for r in rows}
     return [d for d in letters if (d.message.topic, d.message.partition, d.message.offset) in new]
+
+
+def _stored_detail(letter: DeadLetter) -> str:
+    detail = letter.detail.replace("\x00", "\\x00")  # text columns cannot hold NUL
+    size = len(letter.message.value)
+    if size > MAX_DEAD_LETTER_BYTES:
+        detail += f" (payload cut: {size} bytes received, the first {MAX_DEAD_LETTER_BYTES} kept)"
+    return detail
 
 
 async def save_progress(

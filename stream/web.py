@@ -36,7 +36,7 @@ async def health_problem(app: faust.App, runtime: Runtime) -> str | None:
     if app.rebalancing:
         return "consumer group is rebalancing"
     if not runtime.pipeline.healthy:
-        return f"last batch could not be committed: {runtime.pipeline.last_error}"
+        return str(runtime.pipeline.last_error)
     try:
         async with runtime.pool.acquire(timeout=HEALTH_QUERY_TIMEOUT_S) as conn:
             await conn.fetchval("SELECT 1", timeout=HEALTH_QUERY_TIMEOUT_S)

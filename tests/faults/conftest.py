@@ -53,10 +53,6 @@ GROUP = Settings().group_id
 PLAN = load_plan(None)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "faults: kills, restarts and outages on real processes (minutes)")
-
-
 # -- figures for the README table ---------------------------------------------------------
 
 @dataclass

@@ -123,10 +123,6 @@ async def test_hostile_lines_through_replay(pg_url: str, tmp_path: Path, figures
                      f"{sizes[0]['ev']} bytes (an unknown field is not bounded)")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a line over 1 MB makes `crmbonus replay`/`publish` die with an aiokafka MessageSizeTooLargeError "
-    "traceback (producer max_request_size, 1 MB by default) instead of exit 2 naming the line; "
-    "the valid lines after it are not processed"))
 async def test_replay_of_a_line_over_one_megabyte_names_it(pg_url: str, tmp_path: Path) -> None:
     valid = generate(DemoConfig(customers=5, seed=911, invalid_lines=0))
     big = json.dumps({"event_id": "big-1", "event_type": "callback", "occurred_at": "2026-11-02T10:00:00Z",
@@ -139,15 +135,9 @@ async def test_replay_of_a_line_over_one_megabyte_names_it(pg_url: str, tmp_path
 
 
 class AgentCrashed(AssertionError):
-    """The worker's agent crashed (Faust restarted it); a known bug, see the xfail reason."""
+    """The worker's agent crashed: a dead letter too big to forward must not do that."""
 
 
-@pytest.mark.xfail(strict=True, raises=AgentCrashed, reason=(
-    "a dead letter over 1 MB is stored in Postgres, but forwarding it to crm.dead-letters fails "
-    "(Faust producer max_request_size 1 MB): ProducerSendError crashes the agent after the commit, so "
-    "the rest of the batch's dead letters never reach the topic and Runtime.batch_done is skipped "
-    "(lag gauge, metrics and replay's progress miss the batch); when the record was alone in its batch the "
-    "agent was not restarted: the worker stayed up but consumed nothing more until restarted"))
 async def test_message_over_one_megabyte_reaching_the_worker_is_dead_lettered(
     pg_url: str, broker: Broker, workers: object, figures: Figures,
 ) -> None:

@@ -119,14 +119,13 @@ async def test_postgres_stopped_and_started_under_a_running_worker(
 
 
 async def _retrying(worker: Worker, reasons: list[str] | None = None) -> bool:
-    """True once /health says a batch is being retried (crmbonus_batch_retries_total moves
-    only after the batch finally commits, so it says nothing during the outage)."""
+    """True once /health says a batch is being retried."""
     answer = await worker.health()
     if answer is None or answer[0] != 503:
         return False
     if reasons is not None:
         reasons.append(answer[1]["reason"])
-    return answer[1]["reason"].startswith("last batch could not be committed")
+    return answer[1]["reason"].startswith("could not commit the batch to Postgres")
 
 
 async def test_broker_frozen_for_ten_seconds(
@@ -160,13 +159,9 @@ async def test_broker_frozen_for_ten_seconds(
 
 
 class SlowShutdown(AssertionError):
-    """The worker did not exit within 10 s of SIGTERM (a known bug; see the xfail reason)."""
+    """The worker did not exit within 10 s of SIGTERM."""
 
 
-@pytest.mark.xfail(strict=True, raises=SlowShutdown, reason=(
-    "SIGTERM while Postgres is down: Pipeline.handle retries the batch forever and ignores shutdown, "
-    "Faust's consumer waits for the in-flight batch (wait_empty), so the worker never exits; "
-    "nothing is lost (the batch was never acked), but only SIGKILL stops it"))
 async def test_sigterm_while_postgres_is_down_loses_nothing(
     own_postgres: OwnPostgres, broker: Broker, workers: StartWorker, figures: Figures,
 ) -> None:
@@ -204,9 +199,6 @@ async def test_sigterm_while_postgres_is_down_loses_nothing(
         raise SlowShutdown(f"worker did not exit 0 within 10 s of SIGTERM (exit {code})")
 
 
-@pytest.mark.xfail(strict=True, reason="while a batch retries, /health's 503 reason is the bare driver error "
-                   "('last batch could not be committed: FileNotFoundError: [Errno 2] ...'): it does not "
-                   "say Postgres (stream/pipeline.py Pipeline.last_error)")
 async def test_health_reason_names_postgres_while_a_batch_retries(
     own_postgres: OwnPostgres, broker: Broker, workers: StartWorker,
 ) -> None:

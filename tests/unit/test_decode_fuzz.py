@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from schemas.decode import (
     INVALID_JSON,
     MAX_DETAIL,
+    MAX_EVENT_BYTES,
     SCHEMA_VIOLATION,
     UNKNOWN_EVENT_TYPE,
     InvalidEvent,
@@ -231,10 +232,17 @@ def test_huge_numbers_are_refused_briefly() -> None:
         refused_as(sale.replace(b'"1000.00"', number), reason)
 
 
-def test_a_huge_unknown_field_is_ignored() -> None:
+def test_an_unknown_field_is_ignored_but_bounds_the_event() -> None:
+    """Unknown fields are ignored (SPEC §3), yet an event is stored whole: its size is bounded."""
     event = copy.deepcopy(VALID["cancellation"])
-    event["notes"] = "x" * MB
+    event["notes"] = "x" * 1000
     assert outcome(encode(event)) == decode_event(encode(VALID["cancellation"]))
+    event["notes"] = "x" * MB
+    raw = encode(event)
+    refused = outcome(raw)
+    assert isinstance(refused, InvalidEvent)
+    assert (refused.reason, refused.detail) == (
+        SCHEMA_VIOLATION, f"event is {len(raw)} bytes; at most {MAX_EVENT_BYTES} are accepted")
 
 
 def test_many_lines_and_categories_are_refused() -> None:
