@@ -38,7 +38,13 @@ test: setup system-deps lint ## lint, then every test (unit, integration, faults
 unit: setup ## the unit tests only (seconds)
 	$(PY) -m pytest tests/unit
 
+bench: setup ## the throughput/latency/RSS benchmark of issue 6 (~3 min), prints the table
+	$(PY) -m benchmarks.run
+
+bench-smoke: setup ## every benchmark measurement, tiny (CI; figures printed, nothing asserted)
+	$(PY) -m benchmarks.run --smoke
+
 clean: ## remove the embedded data directory (.crmbonus/)
 	rm -rf .crmbonus
 
-.PHONY: help setup system-deps demo lint test unit clean
+.PHONY: help setup system-deps demo lint test unit bench bench-smoke clean
