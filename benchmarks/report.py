@@ -68,6 +68,7 @@ def render(results: Results, console: Console | None = None) -> None:
 
     f = r.figures
     row("1", "raw consume (aiokafka, no group)", "consume", f.get("consume", {}).get("detail", ""))
+    row("1b", "bare Faust agent (noack_take, acks only)", "faust", f.get("faust", {}).get("detail", ""))
     row("2", "raw COPY (asyncpg copy_records_to_table)", "copy", f.get("copy", {}).get("detail", ""))
     row("2b", "raw COPY, bare table", "copy-bare", f.get("copy-bare", {}).get("detail", ""))
     if "naive" in f:
@@ -112,6 +113,9 @@ def render(results: Results, console: Console | None = None) -> None:
                     _meets(_ok(e2e / copy, e2e / copy >= E2E_MIN_COPY_SHARE)))
     targets.add_row("5", "end to end / naive", _n(e2e / naive, 1), f">= {E2E_MIN_NAIVE_FACTOR}",
                     _meets(_ok(e2e / naive, e2e / naive >= E2E_MIN_NAIVE_FACTOR)))
+    if "faust" in f:
+        ceiling = r.get("faust", "rate")
+        targets.add_row("", "  end to end / bare Faust agent (Faust's own ceiling)", _n(e2e / ceiling, 2), "", "")
     if lat:
         p50, p99 = float(lat["p50_ms"]), float(lat["p99_ms"])
         targets.add_row("6", f"latency p50 / p99 at {lat['achieved_rate']:,.0f} events/s for {lat['seconds']:.0f} s",

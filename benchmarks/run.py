@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data, live, raw, replayed
+from benchmarks import data, faust_ceiling, live, raw, replayed
 from benchmarks.report import Results, render
 from benchmarks.stack import embedded_stack
 from stream.plan import load_plan
 
-MEASUREMENTS = ("e2e", "consume", "copy", "naive", "history", "burst", "latency")
+MEASUREMENTS = ("e2e", "consume", "faust", "copy", "naive", "history", "burst", "latency")
 HISTORY_LENGTHS = (10, 100, 1000)
 
 
@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     with embedded_stack(args.data_dir) as stack:
         e2e_settings = stack.fresh("e2e")
         step("e2e", lambda: replayed.measure(events, e2e_settings, plan))
-        if "e2e" not in only and "consume" in only:  # the raw consumer reads what the e2e run published
+        if "e2e" not in only and only & {"consume", "faust"}:  # the raw readers read what e2e published
             raw.run_publish(e2e_settings, events)
         step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
+        step("faust", lambda: faust_ceiling.measure(stack.broker, list(e2e_settings.topics.inputs), len(events)))
         rows = raw.copy_records(events, e2e_settings.topics)
         copy_settings = stack.fresh("copy")
         assert copy_settings.database_url is not None

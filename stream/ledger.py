@@ -46,7 +46,7 @@ class CustomerCache:
     batch that rolled back, simply make it miss.
     """
 
-    def __init__(self, max_events: int = 100_000) -> None:
+    def __init__(self, max_events: int = 25_000) -> None:
         self.max_events = max_events
         self.entries: OrderedDict[str, CachedCustomer] = OrderedDict()
         self.events = 0
