@@ -39,7 +39,9 @@ from stream.settings import Settings, Topics
 from tests.integration.conftest import (  # noqa: F401  (fixtures, re-exported for this directory)
     ROOT,
     RUNNING_COLUMNS,
+    create_database,
     crmbonus,
+    drop_database,
     pg_server_url,
     pg_url,
     running,
@@ -104,33 +106,15 @@ def fault_table(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture
 async def new_database(pg_server_url: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:  # noqa: F811
     """Make more fresh, migrated databases (for the clean reference replay); dropped after."""
-    from stream import db
-
     made: list[str] = []
 
     async def make() -> str:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(pg_server_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        made.append(name)
-        url = with_database(pg_server_url, name)
-        pool = await db.create_pool(url)
-        try:
-            await db.migrate(pool)
-        finally:
-            await pool.close()
-        return url
+        made.append(await create_database(pg_server_url))
+        return made[-1]
 
     yield make
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        for name in made:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    for url in made:
+        await drop_database(pg_server_url, url)
 
 
 async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:

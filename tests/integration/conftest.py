@@ -75,16 +75,20 @@ async def create_database(server_url: str) -> str:
     return url
 
 
+async def drop_database(server_url: str, url: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
 async def pg_url(pg_server_url: str) -> AsyncIterator[str]:
     """A fresh database with every migration applied; dropped after the test."""
     url = await create_database(pg_server_url)
     yield url
-    admin = await asyncpg.connect(pg_server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path[1:]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(pg_server_url, url)
 
 
 def crmbonus(*args: str, data_dir: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
