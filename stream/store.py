@@ -72,14 +72,10 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
     """
     if not batch:
         return InsertOutcome([], 0, [])
-    columns: tuple[list[object], ...] = tuple([] for _ in range(9))
-    for item in batch:
-        event, msg = item.event, item.message
-        row = (event.event_id, event_type(event), event.customer_id, event.occurred_at,
-               event.sale_id if isinstance(event, Sale) else None, msg.value,
-               msg.topic, msg.partition, msg.offset)
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
+    rows = [(item.event.event_id, event_type(item.event), item.event.customer_id, item.event.occurred_at,
+             item.event.sale_id if isinstance(item.event, Sale) else None, item.message.value,
+             item.message.topic, item.message.partition, item.message.offset) for item in batch]
+    columns = [list(column) for column in zip(*rows, strict=True)]  # one array per column, for unnest
     returned = {r["event_id"] for r in await conn.fetch(_INSERT_EVENTS, *columns)}
     inserted: list[Decoded] = []
     rejected: list[Decoded] = []
