@@ -207,7 +207,8 @@ class _Month:
         start, end = _month_bounds(config.month)
         self.length = int((end - start).total_seconds())
         self.clock = _Clock(start, self.rng)
-        self.tag = config.month.replace("-", "")
+        # the seed is in every id: months generated with two seeds can share one database
+        self.tag = f"{config.month.replace('-', '')}s{config.seed}"
         self.catalog = _catalog(self.rng)
         self.telemarketers = _Staff("tm", config.telemarketers, self.rng)
         self.field_reps = _Staff("fr", config.field_reps, self.rng)
@@ -217,7 +218,7 @@ class _Month:
     # -- ids and low-level helpers ------------------------------------------------------
 
     def next_id(self, prefix: str) -> str:
-        """`prefix-YYYYMM-000042`: stable, readable, unique within the month."""
+        """`prefix-YYYYMMsSEED-000042`: stable, readable, unique within the month and seed."""
         number = self.counters.get(prefix, 0) + 1
         self.counters[prefix] = number
         return f"{prefix}-{self.tag}-{number:06d}"
