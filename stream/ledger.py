@@ -108,43 +108,25 @@ async def recompute_customers(
     in_force = await _credits_in_force(conn, missing)
     removed: dict[Credit, int] = {}
     added: list[Credit] = []
-    history: dict[str, list[Event]] = {}
     for cid in ids:
         entry = cached.get(cid)
-        history[cid] = [*entry.events, *new_events[cid]] if entry else stored[cid]
+        history = [*entry.events, *new_events[cid]] if entry else stored[cid]
         before = entry.credits if entry else in_force.get(cid, {})
-        wanted = set(rules.credit_customer(history[cid], plan))
+        wanted = set(rules.credit_customer(history, plan))
         removed.update((credit, row_id) for credit, row_id in before.items() if credit not in wanted)
         added.extend(sorted((credit for credit in wanted if credit not in before), key=rules.credit_sort_key))
+        kept = {credit: row_id for credit, row_id in before.items() if credit in wanted}
+        change.staged[cid] = CachedCustomer(versions[cid], history, kept)  # new credits join below
     if removed:
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
-    added_ids = await _insert_credits(conn, added)
+    for credit, row_id in zip(added, await _insert_credits(conn, added), strict=True):
+        change.staged[credit.customer_id].credits[credit] = row_id
     deltas = _deltas(added, removed)
     await _apply_deltas(conn, deltas)
     change.inserted, change.retracted = len(added), len(removed)
     change.persons = {(period, person) for period, person, _role in deltas}
     await refresh_running(conn, sorted(change.persons), plan)
-    change.staged = _staged(ids, versions, history, cached, in_force, removed, dict(zip(added, added_ids, strict=True)))
     return change
-
-
-def _staged(
-    ids: Sequence[str], versions: Mapping[str, int], history: Mapping[str, list[Event]],
-    cached: Mapping[str, CachedCustomer], in_force: Mapping[str, dict[Credit, int]],
-    removed: Mapping[Credit, int], added: Mapping[Credit, int],
-) -> dict[str, CachedCustomer]:
-    """The cache entries this batch will leave behind once it commits."""
-    added_by_customer: dict[str, dict[Credit, int]] = {}
-    for credit, row_id in added.items():
-        added_by_customer.setdefault(credit.customer_id, {})[credit] = row_id
-    staged: dict[str, CachedCustomer] = {}
-    for cid in ids:
-        entry = cached.get(cid)
-        before = entry.credits if entry else in_force.get(cid, {})
-        credits = {credit: row_id for credit, row_id in before.items() if credit not in removed}
-        credits.update(added_by_customer.get(cid, {}))
-        staged[cid] = CachedCustomer(versions[cid], history[cid], credits)
-    return staged
 
 
 async def _take_customers(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, int]:
