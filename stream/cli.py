@@ -226,11 +226,11 @@ def export(broker: str | None, database_url: str | None, plan: str | None, perio
 def leaderboard(broker: str | None, database_url: str | None, plan: str | None, period: str | None,
                 role: str | None, limit: int) -> None:
     """The leaderboard in the terminal: rank, person, role, cross-sells, amount, appointments, bonus."""
-    from stream.reports import latest_period
     from stream.reports import leaderboard as standings
+    from stream.reports import periods
 
     async def work(conn: asyncpg.Connection) -> tuple[str | None, list[Any]]:
-        chosen = period or await latest_period(conn)
+        chosen = period or next(iter(await periods(conn)), None)
         return chosen, ([] if chosen is None else await standings(conn, chosen, role, limit))
 
     chosen, rows = with_database(settings_from(broker, database_url, plan), work)

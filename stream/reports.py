@@ -82,9 +82,9 @@ class Standing:
     total_bonus: Decimal
 
 
-async def latest_period(conn: asyncpg.Connection) -> str | None:
-    period: str | None = await conn.fetchval("SELECT max(period) FROM bonus_running")
-    return period
+async def periods(conn: asyncpg.Connection) -> list[str]:
+    """The periods with bonus rows, latest first: the default of every leaderboard."""
+    return [row["period"] for row in await conn.fetch("SELECT DISTINCT period FROM bonus_running ORDER BY 1 DESC")]
 
 
 async def leaderboard(

@@ -85,14 +85,6 @@ class Settings:
                 f"(set --database-url or {ENV_DATABASE_URL})"
             )
 
-    @property
-    def embedded_broker(self) -> bool:
-        return self.broker is None
-
-    @property
-    def embedded_database(self) -> bool:
-        return self.database_url is None
-
     def with_services(self, broker: str | None, database_url: str) -> Settings:
         """A copy pointing at concrete services (after embedded ones have started)."""
         return replace(self, broker=broker, database_url=database_url,

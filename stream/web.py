@@ -84,9 +84,8 @@ async def leaderboard_json(runtime: Runtime, query: Any) -> dict[str, Any]:
     if runtime.pool is None:
         raise CrmbonusError("not connected to Postgres yet")
     async with runtime.pool.acquire() as conn:
-        periods = [r["period"] for r in await conn.fetch(
-            "SELECT DISTINCT period FROM bonus_running ORDER BY period DESC")]
-        period = period or (periods[0] if periods else None)
+        periods = await reports.periods(conn)
+        period = period or next(iter(periods), None)
         rows = [] if period is None else await reports.leaderboard(conn, period, role)
     return {
         "period": period,

@@ -25,7 +25,7 @@ def test_nothing_configured_means_embedded(monkeypatch: pytest.MonkeyPatch) -> N
     for name in ("CRMBONUS_BROKER", "CRMBONUS_DATABASE_URL", "CRMBONUS_PLAN", "CRMBONUS_TOPIC_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
-    assert settings.embedded_broker and settings.embedded_database
+    assert settings.broker is None and settings.database_url is None
     assert settings.topics == Topics("crm.sales", "crm.callbacks", "crm.lead-handoffs", "crm.dead-letters")
     assert settings.web_port == 6066
 
