@@ -10,10 +10,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import faust
+from aiokafka import AIOKafkaConsumer
 from mode import Service
 
 from stream import db, web
@@ -52,7 +52,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     listeners: list[Callable[[BatchResult], None]] = field(default_factory=list)
-    consuming: bool = False
+    consuming: bool = False  # partitions assigned at least once
+    rebalancing: bool = False
     finishing: asyncio.Task[None] | None = None  # what `run_worker(then=...)` runs once caught up
 
     def __post_init__(self) -> None:
@@ -85,11 +86,13 @@ class Runtime:
         for listener in self.listeners:
             listener(result)
 
-    def update_lag(self, app: faust.App) -> None:
+    def update_lag(self, consumer: AIOKafkaConsumer | None) -> None:
         """Consumer lag per topic: the broker's high-water mark minus what Postgres has committed."""
+        if consumer is None:
+            return
         lag: dict[str, int] = {topic: 0 for topic in self.settings.topics.inputs}
-        for tp in app.consumer.assignment():
-            highwater = app.consumer.highwater(tp)
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
             if highwater is not None and tp.topic in lag:
                 lag[tp.topic] += max(0, highwater - self.committed.get((tp.topic, tp.partition), 0))
         for topic, value in lag.items():
@@ -116,8 +119,11 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
 
     assert settings.broker is not None
     timing = EMBEDDED_TIMING if settings.broker_embedded else PRODUCTION_TIMING
+    # producer_only: Faust runs the web server, the timers and the producer; the CRM
+    # topics are read by agents/crm.py's batch consumer, not by Faust's own consumer.
     app = faust.App(
         settings.group_id,
+        producer_only=True,
         broker=settings.broker,
         key_serializer="raw",
         value_serializer="raw",
@@ -127,30 +133,17 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_host="0.0.0.0",
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        broker_session_timeout=timing.session_timeout,
-        broker_heartbeat_interval=timing.heartbeat_interval,
-        broker_rebalance_timeout=timing.rebalance_timeout,
-        broker_commit_interval=1.0,
-        # Do not wait for unacked events on stop or rebalance: we ack only after the
-        # Postgres commit, and an abandoned batch is simply read again (idempotent).
-        stream_wait_empty=False,
         producer_acks=-1,
     )
     runtime = Runtime(settings=settings, plan=plan)
-    postgres = PostgresService(runtime, loop=app.loop, beacon=app.beacon)
-    app.add_dependency(postgres)
-    crm.register(app, runtime)
+    app.add_dependency(PostgresService(runtime, loop=app.loop, beacon=app.beacon))
+    dead_letters = app.topic(settings.topics.dead_letters, key_type=bytes, value_type=bytes)
+    consumer = crm.CrmConsumer(runtime, timing, dead_letters, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(consumer)  # after Postgres: stopped (its batch committed) before the pool closes
     web.register(app, runtime)
-
-    @app.on_rebalance_complete.connect
-    async def consuming(*args: Any, **kwargs: Any) -> None:
-        runtime.consuming = True
 
     @app.timer(5.0)
     async def lag() -> None:
-        runtime.update_lag(app)
+        runtime.update_lag(consumer.consumer)
 
     return app, runtime

@@ -33,7 +33,7 @@ async def health_problem(app: faust.App, runtime: Runtime) -> str | None:
         return "not connected to Postgres yet"
     if not runtime.consuming:
         return "not consuming yet (joining the consumer group)"
-    if app.rebalancing:
+    if runtime.rebalancing:
         return "consumer group is rebalancing"
     if not runtime.pipeline.healthy:
         return str(runtime.pipeline.last_error)
