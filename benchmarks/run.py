@@ -30,7 +30,7 @@ from benchmarks.report import Results, render
 from benchmarks.stack import embedded_stack
 from stream.plan import load_plan
 
-MEASUREMENTS = ("e2e", "consume", "faust", "copy", "naive", "history", "burst", "latency")
+MEASUREMENTS = ("e2e", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency")
 HISTORY_LENGTHS = (10, 100, 1000)
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     events = data.demo_events(sizes.events)
     with embedded_stack(args.data_dir) as stack:
         e2e_settings = stack.fresh("e2e")
-        step("e2e", lambda: replayed.measure(events, e2e_settings, plan))
+        step("e2e", lambda: live.burst(e2e_settings, events))
         if "e2e" not in only and only & {"consume", "faust"}:  # the raw readers read what e2e published
             raw.run_publish(e2e_settings, events)
         step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
@@ -105,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         step("copy", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, True))
         step("copy-bare", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, False))
         naive = stack.fresh("naive", batch_max=1)
-        step("naive", lambda: replayed.measure(events[:sizes.naive_events], naive, plan))
+        step("naive", lambda: live.burst(naive, events[:sizes.naive_events]))
+        step("replay", lambda: replayed.measure(events, stack.fresh("replay"), plan))
         for length in HISTORY_LENGTHS:
             step(f"history-{length}", functools.partial(
-                replayed.measure, data.history_events(max(sizes.history_events, length), length),
-                stack.fresh(f"history{length}"), plan))
+                live.burst, stack.fresh(f"history{length}"),
+                data.history_events(max(sizes.history_events, length), length)))
         burst_events = data.demo_events(sizes.burst_events)
         step("burst", lambda: live.burst(stack.fresh("burst"), burst_events, py_spy=args.py_spy))
         steady_events = data.demo_events(int(sizes.latency_rate * sizes.latency_seconds), month="2026-10")
