@@ -57,6 +57,14 @@ class CustomerCache:
         self.misses = 0
 
     def get(self, customer_id: str, version: int) -> CachedCustomer | None:
+        """The customer as committed at `version`, or None if not cached at that version.
+
+        Version 0 is a customer whose row this very batch created (`_take_customers`
+        starts at 1, and migration 0004 gave every older customer a row): nothing of
+        it was stored before, so there is nothing to read back.
+        """
+        if version == 0:
+            return CachedCustomer(0, [], {})
         entry = self.entries.get(customer_id)
         if entry is None or entry.version != version:
             self.misses += 1

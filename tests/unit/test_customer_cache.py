@@ -39,3 +39,11 @@ def test_discard_forgets_and_uncounts() -> None:
     cache.update({"a": entry(1, 3), "b": entry(1, 2)})
     cache.discard(["a", "missing"])
     assert list(cache.entries) == ["b"] and cache.events == 2
+
+
+def test_a_customer_new_in_this_batch_has_nothing_stored_before_it() -> None:
+    cache = CustomerCache()
+    new = cache.get("never-seen", 0)  # the batch created its row: version 1, so the prior one is 0
+    assert new is not None and new.events == [] and new.credits == {}
+    new.credits[object()] = 1  # type: ignore[index]  # the batch fills its own copy ...
+    assert cache.get("never-seen", 0).credits == {}  # type: ignore[union-attr]  # ... never a shared one
