@@ -2,7 +2,7 @@
 
 Every function takes a connection that is inside the batch's transaction, so a
 batch's events, dead letters, credits and progress commit together or not at all.
-Rows go in as arrays through `unnest`, one statement per table per batch.
+Rows go in as arrays through `unnest` (events through COPY), one statement per table per batch.
 """
 
 from __future__ import annotations
@@ -51,12 +51,21 @@ class InsertOutcome:
     dead_letters: list[DeadLetter]
 
 
-_INSERT_EVENTS = """
+#: Incoming rows are COPYed (binary, no per-value checks in the client) into a per-session
+#: staging table, then moved in one statement that can skip duplicates, which COPY cannot.
+#: Measured against `unnest` arrays: the client's array encoding cost ~4 µs an event.
+_STAGE_EVENTS = """
+CREATE TEMP TABLE IF NOT EXISTS incoming_events (
+    n int, event_id text, event_type text, customer_id text, occurred_at timestamptz, sale_id text,
+    raw bytea, topic text, "partition" int, "offset" bigint
+) ON COMMIT DELETE ROWS
+"""
+_STAGED_COLUMNS = ("n", "event_id", "event_type", "customer_id", "occurred_at", "sale_id", "raw", "topic",
+                   "partition", "offset")
+_INSERT_STAGED_EVENTS = """
 INSERT INTO events (event_id, event_type, customer_id, occurred_at, sale_id, raw, topic, "partition", "offset")
-SELECT e, t, c, o, s, r, tp, p, f
-FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[],
-            $7::text[], $8::int[], $9::bigint[]) WITH ORDINALITY AS x(e, t, c, o, s, r, tp, p, f, n)
-ORDER BY n
+SELECT event_id, event_type, customer_id, occurred_at, sale_id, raw, topic, "partition", "offset"
+FROM incoming_events ORDER BY n
 ON CONFLICT DO NOTHING
 RETURNING event_id
 """
@@ -72,11 +81,12 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
     """
     if not batch:
         return InsertOutcome([], 0, [])
-    rows = [(item.event.event_id, event_type(item.event), item.event.customer_id, item.event.occurred_at,
+    rows = [(n, item.event.event_id, event_type(item.event), item.event.customer_id, item.event.occurred_at,
              item.event.sale_id if isinstance(item.event, Sale) else None, item.message.value,
-             item.message.topic, item.message.partition, item.message.offset) for item in batch]
-    columns = [list(column) for column in zip(*rows, strict=True)]  # one array per column, for unnest
-    returned = {r["event_id"] for r in await conn.fetch(_INSERT_EVENTS, *columns)}
+             item.message.topic, item.message.partition, item.message.offset) for n, item in enumerate(batch)]
+    await conn.execute(_STAGE_EVENTS)
+    await conn.copy_records_to_table("incoming_events", records=rows, columns=_STAGED_COLUMNS)
+    returned = {r["event_id"] for r in await conn.fetch(_INSERT_STAGED_EVENTS)}
     inserted: list[Decoded] = []
     rejected: list[Decoded] = []
     for item in batch:
