@@ -114,13 +114,21 @@ async def recompute_customers(
         return change
     versions = await _take_customers(conn, ids)
     cached = {cid: entry for cid in ids if (entry := cache.get(cid, versions[cid] - 1)) is not None}
-    missing = [cid for cid in ids if cid not in cached]
+    # Credits in force always equal the rules over the stored events, so a customer whose
+    # new events the rules ignore keeps its credits: no reading, no recomputation.
+    unchanged = {cid for cid in ids if not any(rules.affects_credits(e) for e in new_events[cid])}
+    missing = [cid for cid in ids if cid not in cached and cid not in unchanged]
     stored = await store.load_customer_events(conn, missing)  # this batch's events included
     in_force = await _credits_in_force(conn, missing)
     removed: dict[Credit, int] = {}
     added: list[Credit] = []
     for cid in ids:
         entry = cached.get(cid)
+        if cid in unchanged:
+            if entry is not None:  # still current after this batch, with the new events
+                change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
+                                                    dict(entry.credits))
+            continue
         history = [*entry.events, *new_events[cid]] if entry else stored[cid]
         before = entry.credits if entry else in_force.get(cid, {})
         wanted = set(rules.credit_customer(history, plan))

@@ -574,6 +574,13 @@ def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sal
 # -- one customer ---------------------------------------------------------------------------
 
 
+def affects_credits(event: Event) -> bool:
+    """Whether SPEC §5 reads `event` at all. A callback without an offer is no touch (§5.5)
+    and nothing else looks at callbacks, so adding one never changes a customer's credits:
+    the ledger need not recompute a customer for it (half of a contact centre's events)."""
+    return not (isinstance(event, Callback) and event.outcome != "offer_made")
+
+
 def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
     """SPEC §5: every credit now in force for ONE customer, sorted by `credit_sort_key`.
 

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import Cancellation, Event, LeadHandoff, Refund, Sale
+from schemas.events import Callback, Cancellation, Event, LeadHandoff, Refund, Sale
 from stream.plan import Plan
-from stream.rules import Credit, compute_tables, credit_customer, summarize
+from stream.rules import Credit, affects_credits, compute_tables, credit_customer, summarize
 from tests.unit.builders import T0, callback, cancellation, handoff, line, plan, refund, sale
 
 MODELS = ("last_touch", "first_touch", "linear")
@@ -153,6 +153,24 @@ def test_order_and_duplicates_do_not_matter(model: str, events: list[Event], dat
     for customer, group in by_customer(events).items():
         mine = [e for e in noisy if e.customer_id == customer]
         assert credit_customer(mine, the_plan) == credit_customer(group, the_plan)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@FAST
+@given(events=event_sets(), data=st.data())
+def test_events_the_rules_ignore_change_no_credit(model: str, events: list[Event], data: Any) -> None:
+    """The ledger skips recomputing a customer for such events; that is only right if this holds."""
+    the_plan = plan(attribution_model=model)
+    for customer, group in by_customer(events).items():
+        extra = [callback(data.draw(st.sampled_from(TELEMARKETERS)), _when(data.draw, None),
+                          *data.draw(st.lists(st.sampled_from(CATEGORIES), max_size=3)),
+                          outcome=data.draw(st.sampled_from(("declined", "no_answer"))),
+                          customer=customer, event_id=f"inert-{index}")
+                 for index in range(data.draw(st.integers(1, 3)))]  # fmt: skip
+        assert not any(affects_credits(event) for event in extra)
+        assert credit_customer([*group, *extra], the_plan) == credit_customer(group, the_plan)
+    read = [e for e in events if not isinstance(e, Callback) or e.outcome == "offer_made"]
+    assert all(affects_credits(event) for event in read)  # sales, reversals, offers, handoffs
 
 
 @pytest.mark.parametrize("model", MODELS)
