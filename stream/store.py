@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -19,9 +20,11 @@ from schemas.events import Event, Sale, event_type
 _decoder = msgspec.json.Decoder(Event)
 
 
-@dataclass(frozen=True)
-class Message:
-    """One Kafka record as the pipeline sees it, whatever client read it."""
+class Message(NamedTuple):
+    """One Kafka record as the pipeline sees it, whatever client read it.
+
+    A named tuple, not a frozen dataclass: one is built per record, and that is 4x cheaper.
+    """
 
     topic: str
     partition: int
