@@ -207,6 +207,9 @@ EVENT_TYPES: dict[str, type[_Event]] = {
 }
 
 
+_TAGS: dict[type[_Event], str] = {model: tag for tag, model in EVENT_TYPES.items()}
+
+
 def event_type(event: Event) -> str:
-    """The `event_type` tag of a decoded event."""
-    return type(event).__struct_config__.tag  # type: ignore[return-value]
+    """The `event_type` tag of a decoded event (a lookup: `__struct_config__` builds an object)."""
+    return _TAGS[type(event)]
