@@ -3,7 +3,7 @@
 `python -m benchmarks.run --only burst --py-spy /tmp/worker.txt` records the burst's worker
 (py-spy's raw collapsed stacks, idle samples included); the summary splits the samples into
 "waiting" (event loop idle), the batch handler by phase, and everything outside it
-(Faust, aiokafka, the metrics, asyncio itself).
+(aiokafka, the metrics, Faust's web server and timers, asyncio itself).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def summarize(path: Path) -> dict[str, float]:
-    """Share of samples (0..1) per place: of the main thread's samples, or of the consumer thread's."""
+    """Share of samples (0..1) per place: of the main thread's samples, or of the side threads'."""
     counts: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -56,9 +56,8 @@ def summarize(path: Path) -> dict[str, float]:
             continue
         frames = stack.split(";")
         leaf = frames[-1]
-        if frames[0].startswith("Thread._bootstrap"):  # Faust's consumer thread (aiokafka lives there)
-            idle = "select (selectors.py" in leaf
-            label = "consumer thread: idle" if idle else "consumer thread: busy (aiokafka fetch, heartbeats)"
+        if frames[0].startswith("Thread._bootstrap"):  # a side thread (Faust runs its producer in one)
+            label = "side thread: " + ("idle" if "select (selectors.py" in leaf else "busy")
         elif "handle (stream/pipeline.py" in stack:
             label = next((f"handler: {name}" for name, needle in HANDLER_PHASES
                           if any(needle in frame for frame in reversed(frames))), "handler: other")
@@ -70,12 +69,20 @@ def summarize(path: Path) -> dict[str, float]:
             label = "outside handler: metrics"
         elif any(lib in stack for lib in ("aiokafka/", "kafka/")):
             label = "outside handler: aiokafka (fetch, decode records)"
-        elif any(lib in stack for lib in ("faust/", "mode/")):
-            label = "outside handler: Faust/mode (streams, take_events, acks)"
+        elif "(agents/crm.py" in stack:
+            label = "outside handler: the consumer (records -> messages, offsets)"
+        elif any(lib in frame for frame in _own_frames(frames) for lib in ("faust/", "mode/")):
+            label = "outside handler: Faust/mode (web, timers)"
         else:
-            label = "outside handler: asyncio and other"
+            label = "outside handler: asyncio and other (socket reads and writes)"
         counts[label] += int(count)
-    main = sum(count for label, count in counts.items() if not label.startswith("consumer thread")) or 1
-    thread = sum(count for label, count in counts.items() if label.startswith("consumer thread")) or 1
-    return {label: count / (thread if label.startswith("consumer thread") else main)
+    main = sum(count for label, count in counts.items() if not label.startswith("side thread")) or 1
+    side = sum(count for label, count in counts.items() if label.startswith("side thread")) or 1
+    return {label: count / (side if label.startswith("side thread") else main)
             for label, count in counts.most_common()}
+
+
+def _own_frames(frames: list[str]) -> list[str]:
+    """The frames below the event loop: every stack starts in mode's Worker, which says nothing."""
+    loop = max((i for i, frame in enumerate(frames) if "(asyncio/events.py" in frame), default=-1)
+    return frames[loop + 1:]

@@ -52,7 +52,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
     parser.add_argument("--history-events", type=int,
                         help="events per history run, customers of 10/100/1000 events (default: --events)")
     parser.add_argument("--burst-events", type=int,
-                        help="events published at once into a running worker, for RSS (default 3 x --events)")
+                        help="events published at once into a running worker, for RSS (default 10 x --events)")
     parser.add_argument("--latency-rate", type=float, default=2000.0, help="steady publish rate, events/s")
     parser.add_argument("--latency-seconds", type=float, help="how long to publish at that rate (default 20; smoke 3)")
     parser.add_argument("--smoke", action="store_true", help="every measurement tiny; for CI, asserts nothing")
@@ -67,7 +67,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
         events=events,
         naive_events=args.naive_events or (100 if args.smoke else 2_000),
         history_events=args.history_events or events,
-        burst_events=args.burst_events or 3 * events,
+        burst_events=args.burst_events or 10 * events,
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds or (3.0 if args.smoke else 20.0),
     )
