@@ -119,11 +119,8 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
 
     assert settings.broker is not None
     timing = EMBEDDED_TIMING if settings.broker_embedded else PRODUCTION_TIMING
-    # producer_only: Faust runs the web server, the timers and the producer; the CRM
-    # topics are read by agents/crm.py's batch consumer, not by Faust's own consumer.
     app = faust.App(
         settings.group_id,
-        producer_only=True,
         broker=settings.broker,
         key_serializer="raw",
         value_serializer="raw",
@@ -135,6 +132,11 @@ def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
         web_host="0.0.0.0",
         producer_acks=-1,
     )
+    # Faust runs the web server, the timers and the producer; the CRM topics are read by
+    # agents/crm.py's batch consumer, so Faust's own consumer, agents and tables must not
+    # start (its consumer would join our group with another protocol). A class attribute
+    # in Faust, not a setting.
+    app.producer_only = True
     runtime = Runtime(settings=settings, plan=plan)
     app.add_dependency(PostgresService(runtime, loop=app.loop, beacon=app.beacon))
     dead_letters = app.topic(settings.topics.dead_letters, key_type=bytes, value_type=bytes)
