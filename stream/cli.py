@@ -76,22 +76,44 @@ def main(verbose: int) -> None:
 
 @main.command()
 @service_options
-@click.option("--web-port", default=6066, show_default=True, help="Port of the worker's HTTP server.")
-def worker(broker: str | None, database_url: str | None, plan: str | None, web_port: int) -> None:
+@click.option("--web-port", default=6066, show_default=True,
+              help="Port of the worker's HTTP server (worker i of --workers serves on this + i).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes in the consumer group: one per core uses them all.")
+@click.pass_context
+def worker(ctx: click.Context, broker: str | None, database_url: str | None, plan: str | None,
+           web_port: int, workers: int) -> None:
     """Run the Faust worker: consume the CRM topics and keep the bonus tables current.
 
-    Stops cleanly on SIGTERM or Ctrl-C: the batch in hand is committed first.
+    Stops cleanly on SIGTERM or Ctrl-C: the batch in hand is committed first. With
+    --workers N, N processes share the topics' partitions (and the embedded broker and
+    Postgres); if one fails, the others are stopped and the command exits with its code.
     """
-    from stream.runner import run_worker
+    from stream.runner import run_worker, supervise
 
     settings = settings_from(broker, database_url, plan, web_port=web_port)
     bonus_plan = load_plan(settings.plan_path)
     with embedded.services(settings) as resolved:
         assert resolved.broker is not None
         asyncio.run(ensure_topics(resolved.broker, resolved.topics, resolved.partitions))
-        err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}")
+        err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}"
+                  + (f" ({workers} processes, HTTP on ports {web_port}-{web_port + workers - 1})"
+                     if workers > 1 else ""))
         verbose = logging.getLogger().level <= logging.INFO
-        run_worker(resolved, bonus_plan, loglevel="info" if verbose else "warn")
+        if workers == 1:
+            run_worker(resolved, bonus_plan, loglevel="info" if verbose else "warn")
+            return
+        # The children find the embedded broker and Postgres this process started (announced
+        # under the data directory), so they get the same services and consumer-group timing.
+        parent = ctx.find_root().params
+        flags = [*(["-v"] * parent["verbose"]), "worker",
+                 *(["--broker", broker] if broker else []),
+                 *(["--database-url", database_url] if database_url else []),
+                 *(["--plan", plan] if plan else [])]
+        code = supervise([[sys.executable, "-m", "stream", *flags, "--web-port", str(web_port + index)]
+                          for index in range(workers)])
+        if code:
+            raise SystemExit(code)
 
 
 @main.command()

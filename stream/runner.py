@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import signal
+import subprocess
+import time
 from collections.abc import Awaitable, Callable
 
 import faust
@@ -71,3 +73,34 @@ def run_worker(
         if exit_.code not in (0, None):
             raise
     return runtime
+
+
+def supervise(commands: list[list[str]]) -> int:
+    """Run worker processes until all have exited; return the first failure's exit code, or 0.
+
+    SIGTERM and SIGINT are passed on, so every worker commits its batch in hand and
+    stops. A worker that fails stops the others: half a group that looks healthy is
+    worse than an exit the orchestrator sees and restarts.
+    """
+    processes = [subprocess.Popen(command) for command in commands]
+    stopping = False
+
+    def stop(signum: int, _frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while any(process.poll() is None for process in processes):
+            failed = next((p for p in processes if p.returncode not in (None, 0)), None)
+            if failed is not None and not stopping:
+                logger.error("worker process %d exited with %d; stopping the others", failed.pid, failed.returncode)
+                stop(signal.SIGTERM)
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return next((p.returncode for p in processes if p.returncode), 0)

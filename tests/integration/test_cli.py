@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
-from stream.embedded import embedded_broker
-from tests.examples import EXAMPLES
+from stream.embedded import embedded_broker, free_port
+from tests.examples import EXAMPLES, ROOT
 from tests.integration.conftest import crmbonus, read_csv, running
 
 pytestmark = pytest.mark.integration
@@ -73,3 +83,59 @@ async def test_leaderboard_command_prints_the_ranking(pg_url: str, tmp_path: Pat
         [" 1 ", " fr-1   ", " field_rep ", "           4 ", " 355.00 ", "    0 ", "     0 ", " 10.65 "],
         [" 2 ", " fr-2   ", " field_rep ", "           2 ", " 105.00 ", "    0 ", "     0 ", "  0.00 "],
     ]
+
+
+async def test_worker_processes_share_the_group_and_stop_together(pg_url: str, tmp_path: Path) -> None:
+    """`worker --workers 2`: both serve /health, the month lands once, SIGTERM stops both with exit 0."""
+    port = free_port()
+    parent = start_worker("--workers", "2", "--web-port", str(port), "--database-url", pg_url, data_dir=tmp_path)
+    try:
+        for worker_port in (port, port + 1):
+            await wait_for(lambda p=worker_port: http_status(f"http://127.0.0.1:{p}/health") == 200, 60)
+        crmbonus("publish", str(EXAMPLES / "month.jsonl"), data_dir=tmp_path)  # to the workers' embedded broker
+        expected = read_csv(EXAMPLES / "expected_running_after_month.csv")
+        await wait_for_async(lambda: running(pg_url), expected, 60)
+        children = [child for child in psutil.Process(parent.pid).children() if "stream" in child.cmdline()]
+        assert len(children) == 2  # the other child is the embedded broker
+        assert terminate(parent) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+        assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def start_worker(*args: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    """`crmbonus worker` in its own process, its output in `data_dir`/worker.log."""
+    env = {**os.environ, "CRMBONUS_DATA_DIR": str(data_dir)}
+    with open(data_dir / "worker.log", "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "stream", "worker", *args], env=env, cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(60)
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true after {timeout} s"
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_async(read: Callable[[], Awaitable[object]], expected: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (found := await read()) != expected:
+        assert time.monotonic() < deadline, f"after {timeout} s: {found}"
+        await asyncio.sleep(0.3)
