@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import asyncpg
@@ -98,12 +98,55 @@ class WorkerProcess:
         return time.monotonic() - started
 
 
+@dataclass
+class Workers:
+    """The worker processes of one measurement, all in one consumer group (`crmbonus worker --workers N`)."""
+
+    members: list[WorkerProcess]
+
+    @property
+    def first(self) -> WorkerProcess:
+        return self.members[0]
+
+    @property
+    def pids(self) -> list[int]:
+        return [member.process.pid for member in self.members]
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
+        for member in self.members:
+            member.wait_ready()
+        return time.monotonic() - started
+
+    def failed(self) -> WorkerProcess | None:
+        return next((member for member in self.members if member.process.poll() is not None), None)
+
+    def sample_rss(self) -> int:
+        """The largest worker's RSS now (the target is per worker)."""
+        return max(member.sampler.sample() for member in self.members)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(member.sampler.peak for member in self.members)
+
+    def metrics(self) -> list[str]:
+        return [member.get("/metrics")[1] for member in self.members]
+
+
 @contextlib.contextmanager
-def worker_process(settings: Settings) -> Iterator[WorkerProcess]:
-    """Start `python -m benchmarks.worker` on these settings, wait for /health, stop it (SIGTERM) after."""
+def worker_processes(settings: Settings, count: int) -> Iterator[Workers]:
+    """`count` workers in the group of `settings`, each serving HTTP on a free port."""
+    with contextlib.ExitStack() as stack:
+        yield Workers([stack.enter_context(worker_process(replace(settings, web_port=embedded.free_port()), index))
+                       for index in range(count)])
+
+
+@contextlib.contextmanager
+def worker_process(settings: Settings, index: int = 0) -> Iterator[WorkerProcess]:
+    """Start `python -m benchmarks.worker` on these settings; stop it (SIGTERM) after."""
     assert settings.broker is not None and settings.database_url is not None
     asyncio.run(ensure_topics(settings.broker, settings.topics, settings.partitions))
-    log_path = settings.data_dir / f"worker-{settings.group_id}.log"
+    log_path = settings.data_dir / f"worker-{settings.group_id}-{index}.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.worker", "--broker", settings.broker,
@@ -129,9 +172,10 @@ def worker_process(settings: Settings) -> Iterator[WorkerProcess]:
 
 # -- CPU of each part of the stack ---------------------------------------------------------
 
-def stack_processes(worker_pid: int, data_dir: Path, broker: str) -> dict[str, list[psutil.Process]]:
-    """The processes of each component: worker, Postgres (postmaster and backends), tansu, benchmark."""
-    parts: dict[str, list[psutil.Process]] = {"worker": [psutil.Process(worker_pid)], "benchmark": [psutil.Process()]}
+def stack_processes(worker_pids: list[int], data_dir: Path, broker: str) -> dict[str, list[psutil.Process]]:
+    """The processes of each component: workers, Postgres (postmaster and backends), tansu, benchmark."""
+    parts: dict[str, list[psutil.Process]] = {"worker": [psutil.Process(pid) for pid in worker_pids],
+                                              "benchmark": [psutil.Process()]}
     with contextlib.suppress(OSError, ValueError, psutil.Error):
         postmaster = psutil.Process(int((data_dir / "pg" / "postmaster.pid").read_text().split()[0]))
         parts["postgres"] = [postmaster, *postmaster.children(recursive=True)]
@@ -200,26 +244,27 @@ class BurstMeasure:
     e2e_s: float
     rate: float
     rss_ready_mb: float
-    rss_at_mb: dict[str, float]  # "25%", "50%", "100%" of the events committed
+    rss_at_mb: dict[str, float]  # "25%", "50%", "75%", "100%" of the events committed
     rss_peak_mb: float
     cpu_s: dict[str, float]  # CPU seconds of each process during the burst
     ready_s: float
+    workers: int = 1
     py_spy: dict[str, float] = field(default_factory=dict)  # share of the worker's samples per place
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-async def _burst(worker: WorkerProcess, lines: Sequence[bytes], timeout: float) -> BurstMeasure:
-    settings = worker.settings
+async def _burst(workers: Workers, lines: Sequence[bytes], timeout: float) -> BurstMeasure:
+    settings = workers.first.settings
     assert settings.broker is not None and settings.database_url is not None
     progress = Progress(settings.database_url, settings.group_id)
-    marks = {"25%": 0.25, "50%": 0.5, "100%": 1.0}
+    marks = {"25%": 0.25, "50%": 0.5, "75%": 0.75, "100%": 1.0}
     rss_at: dict[str, float] = {}
-    parts = stack_processes(worker.process.pid, settings.data_dir, settings.broker)
+    parts = stack_processes(workers.pids, settings.data_dir, settings.broker)
     conn = await asyncpg.connect(settings.database_url)
     try:
-        rss_ready = worker.sampler.sample()
+        rss_ready = workers.sample_rss()
         cpu_before = cpu_seconds(parts)
         outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
         started = time.monotonic()
@@ -229,46 +274,46 @@ async def _burst(worker: WorkerProcess, lines: Sequence[bytes], timeout: float) 
             await progress.poll(conn)
             for mark, share in marks.items():
                 if mark not in rss_at and progress.committed >= share * len(lines):
-                    rss_at[mark] = worker.sampler.sample() / MB
+                    rss_at[mark] = workers.sample_rss() / MB
             if targets is None and publishing.done():
                 targets = publishing.result()
                 publish_s = time.monotonic() - started
             if targets is not None and progress.reached(targets):
                 break
-            if time.monotonic() - started > timeout or worker.process.poll() is not None:
+            if time.monotonic() - started > timeout or workers.failed() is not None:
                 raise RuntimeError(f"burst: {progress.committed} of {len(lines)} committed after "
-                                   f"{time.monotonic() - started:.0f} s; see {worker.log_path}")
+                                   f"{time.monotonic() - started:.0f} s; see {settings.data_dir}/worker-*.log")
             await asyncio.sleep(POLL_S * 2)
         done = max(times[-1] for times, _ in progress.history.values())
         cpu_after = cpu_seconds(parts)
     finally:
         await conn.close()
     for mark in marks:  # marks passed between two polls of the last batch
-        rss_at.setdefault(mark, worker.sampler.sample() / MB)
+        rss_at.setdefault(mark, workers.sample_rss() / MB)
     return BurstMeasure(
         events=len(lines), publish_s=publish_s, e2e_s=done - started, rate=len(lines) / (done - started),
-        rss_ready_mb=rss_ready / MB, rss_at_mb=rss_at, rss_peak_mb=worker.sampler.peak / MB,
+        rss_ready_mb=rss_ready / MB, rss_at_mb=rss_at, rss_peak_mb=workers.peak_rss / MB,
         cpu_s={name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}, ready_s=0.0,
     )
 
 
-def burst(settings: Settings, lines: Sequence[bytes], timeout: float = 600.0,
+def burst(settings: Settings, lines: Sequence[bytes], workers: int = 1, timeout: float = 600.0,
           py_spy: Path | None = None) -> BurstMeasure:
-    """Publish `lines` as fast as `crmbonus publish` does into a running worker; time to the last commit.
+    """Publish `lines` as fast as `crmbonus publish` does into running workers; time to the last commit.
 
-    With `py_spy`, the worker is sampled during the burst and the summary lands in the figures.
+    With `py_spy`, the first worker is sampled during the burst and the summary lands in the figures.
     """
-    settings = _with_web_port(settings)
-    with worker_process(settings) as worker:
-        ready_s = worker.wait_ready()
-        spy = pyspy.start(worker.process.pid, py_spy) if py_spy else None
+    with worker_processes(settings, workers) as running:
+        ready_s = running.wait_ready()
+        spy = pyspy.start(running.first.process.pid, py_spy) if py_spy else None
         try:
-            measure = asyncio.run(_burst(worker, lines, timeout))
+            measure = asyncio.run(_burst(running, lines, timeout))
         finally:
             if spy is not None:
                 pyspy.stop(spy)
         measure.ready_s = ready_s
-        measure.rss_peak_mb = worker.sampler.peak / MB
+        measure.workers = workers
+        measure.rss_peak_mb = running.peak_rss / MB
     if py_spy is not None and py_spy.exists():
         measure.py_spy = pyspy.summarize(py_spy)
     return measure
@@ -304,11 +349,11 @@ class LatencyMeasure:
         return asdict(self)
 
 
-async def _steady(worker: WorkerProcess, lines: Sequence[bytes], rate: float, timeout: float) -> LatencyMeasure:
-    settings = worker.settings
+async def _steady(workers: Workers, lines: Sequence[bytes], rate: float, timeout: float) -> LatencyMeasure:
+    settings = workers.first.settings
     assert settings.broker is not None and settings.database_url is not None
     progress = Progress(settings.database_url, settings.group_id)
-    parts = stack_processes(worker.process.pid, settings.data_dir, settings.broker)
+    parts = stack_processes(workers.pids, settings.data_dir, settings.broker)
     outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.broker), acks="all", linger_ms=5)
     await producer.start()
@@ -323,7 +368,7 @@ async def _steady(worker: WorkerProcess, lines: Sequence[bytes], rate: float, ti
 
     polling = asyncio.create_task(poller())
     try:
-        rss_start = worker.sampler.sample()
+        rss_start = workers.sample_rss()
         cpu_before = cpu_seconds(parts)
         started = time.monotonic()
         index = 0
@@ -342,8 +387,9 @@ async def _steady(worker: WorkerProcess, lines: Sequence[bytes], rate: float, ti
             key = (meta.topic, meta.partition)  # type: ignore[attr-defined]
             targets[key] = max(targets.get(key, 0), meta.offset + 1)  # type: ignore[attr-defined]
         while not progress.reached(targets):
-            if time.monotonic() - started > timeout or worker.process.poll() is not None:
-                raise RuntimeError(f"latency: {progress.committed} of {len(lines)} committed; see {worker.log_path}")
+            if time.monotonic() - started > timeout or workers.failed() is not None:
+                raise RuntimeError(f"latency: {progress.committed} of {len(lines)} committed; "
+                                   f"see {settings.data_dir}/worker-*.log")
             await asyncio.sleep(POLL_S)
         cpu_after = cpu_seconds(parts)
     finally:
@@ -363,29 +409,29 @@ async def _steady(worker: WorkerProcess, lines: Sequence[bytes], rate: float, ti
         part = sorted(latency for at, latency in timeline if start * window <= at < (start + 1) * window)
         if part:
             by_window.append((round(start * window, 1), quantile(part, 0.5) * 1000, quantile(part, 0.99) * 1000))
-    _status, text = worker.get("/metrics")
-    batches = histogram_sum_count(text, "crmbonus_batch_size_events")
-    durations = histogram_sum_count(text, "crmbonus_batch_duration_seconds")
+    texts = workers.metrics()
+    batches = histogram_sum_count(texts, "crmbonus_batch_size_events")
+    durations = histogram_sum_count(texts, "crmbonus_batch_duration_seconds")
     return LatencyMeasure(
         target_rate=rate, achieved_rate=len(lines) / publish_s, seconds=publish_s, events=len(lines),
         measured=len(latencies), p50_ms=quantile(latencies, 0.5) * 1000, p90_ms=quantile(latencies, 0.9) * 1000,
         p99_ms=quantile(latencies, 0.99) * 1000, max_ms=latencies[-1] * 1000 if latencies else float("nan"),
-        histogram_p50_ms=histogram_quantile(text, "crmbonus_processing_latency_seconds", 0.5) * 1000,
-        histogram_p99_ms=histogram_quantile(text, "crmbonus_processing_latency_seconds", 0.99) * 1000,
-        rss_peak_mb=worker.sampler.peak / MB, rss_start_mb=rss_start / MB,
-        rss_end_mb=worker.sampler.sample() / MB,
+        histogram_p50_ms=histogram_quantile(texts, "crmbonus_processing_latency_seconds", 0.5) * 1000,
+        histogram_p99_ms=histogram_quantile(texts, "crmbonus_processing_latency_seconds", 0.99) * 1000,
+        rss_peak_mb=workers.peak_rss / MB, rss_start_mb=rss_start / MB,
+        rss_end_mb=workers.sample_rss() / MB,
         cpu_s={name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after},
         by_window_ms=by_window, batches=batches[1], mean_batch=batches[0] / max(batches[1], 1),
         mean_batch_ms=durations[0] / max(durations[1], 1) * 1000,
     )
 
 
-def steady(settings: Settings, lines: Sequence[bytes], rate: float, timeout: float = 300.0) -> LatencyMeasure:
-    """Publish `lines` at a paced `rate` per second into a running worker; publish -> commit latency."""
-    settings = _with_web_port(settings)
-    with worker_process(settings) as worker:
-        worker.wait_ready()
-        return asyncio.run(_steady(worker, lines, rate, timeout))
+def steady(settings: Settings, lines: Sequence[bytes], rate: float, workers: int = 1,
+           timeout: float = 300.0) -> LatencyMeasure:
+    """Publish `lines` at a paced `rate` per second into running workers; publish -> commit latency."""
+    with worker_processes(settings, workers) as running:
+        running.wait_ready()
+        return asyncio.run(_steady(running, lines, rate, timeout))
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -397,16 +443,19 @@ def quantile(ordered: Sequence[float], q: float) -> float:
 _BUCKET = re.compile(r'^(\w+)_bucket\{le="([^"]+)"\} ([0-9.e+-]+)$')
 
 
-def histogram_quantile(text: str, name: str, q: float) -> float:
-    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding the rank."""
-    buckets = []
-    for line in text.splitlines():
-        match = _BUCKET.match(line)
-        if match and match.group(1) == name:
-            buckets.append((float(match.group(2)), float(match.group(3))))
+def histogram_quantile(texts: Sequence[str], name: str, q: float) -> float:
+    """Prometheus' histogram_quantile over the workers' histograms summed: linear interpolation
+    inside the bucket holding the rank."""
+    counts: dict[float, float] = {}
+    for text in texts:
+        for line in text.splitlines():
+            match = _BUCKET.match(line)
+            if match and match.group(1) == name:
+                bound = float(match.group(2))
+                counts[bound] = counts.get(bound, 0.0) + float(match.group(3))
+    buckets = sorted(counts.items())
     if not buckets or buckets[-1][1] == 0:
         return float("nan")
-    buckets.sort()
     rank = q * buckets[-1][1]
     lower_bound, lower_count = 0.0, 0.0
     for bound, count in buckets:
@@ -418,16 +467,11 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     return float("nan")
 
 
-def histogram_sum_count(text: str, name: str) -> tuple[float, float]:
+def histogram_sum_count(texts: Sequence[str], name: str) -> tuple[float, float]:
     values = {"sum": 0.0, "count": 0.0}
-    for line in text.splitlines():
-        for suffix in values:
-            if line.startswith(f"{name}_{suffix} "):
-                values[suffix] = float(line.split()[1])
+    for text in texts:
+        for line in text.splitlines():
+            for suffix in values:
+                if line.startswith(f"{name}_{suffix} "):
+                    values[suffix] += float(line.split()[1])
     return values["sum"], values["count"]
-
-
-def _with_web_port(settings: Settings) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, web_port=embedded.free_port(), web_enabled=True)

@@ -15,7 +15,8 @@ E2E_MIN_COPY_SHARE = 0.25
 E2E_MIN_NAIVE_FACTOR = 10
 P99_MAX_MS = 1000
 RSS_MAX_MB = 300
-#: Our reading of "flat": RSS grows less than this from 25% to 100% of the burst.
+#: Our reading of "flat": RSS grows less than this over the second half of the burst (10 x the
+#: end-to-end events), once the customer cache has filled to its bound (100,000 events).
 RSS_FLAT_GROWTH = 0.10
 #: Our reading of "cost per event must not grow with history": 1000-event customers cost at most this x 10-event ones.
 HISTORY_MAX_GROWTH = 1.5
@@ -71,11 +72,15 @@ def render(results: Results, console: Console | None = None) -> None:
     row("1b", "bare Faust agent (noack_take, acks only)", "faust", f.get("faust", {}).get("detail", ""))
     row("2", "raw COPY (asyncpg copy_records_to_table)", "copy", f.get("copy", {}).get("detail", ""))
     row("2b", "raw COPY, bare table", "copy-bare", f.get("copy-bare", {}).get("detail", ""))
+    workers = int(meta["sizes"].get("workers", 1))
     row("3", "naive: real worker, batch_max=1", "naive",
-        "one transaction per event; running worker, first publish -> last commit")
-    row("4", "crmbonus end to end", "e2e",
-        f"running worker, first publish -> last commit; publishing took {r.get('e2e', 'publish_s'):.1f} s of it")
-    row("4b", "crmbonus, burst into a running worker", "burst",
+        "one process, one transaction per event; running worker, first publish -> last commit")
+    row("4", f"crmbonus end to end, {workers} worker process(es)", "e2e",
+        f"`crmbonus worker --workers {workers}` running; first publish -> last commit; "
+        f"publishing took {r.get('e2e', 'publish_s'):.1f} s of it")
+    row("4a", "crmbonus end to end, 1 worker process", "single",
+        f"the same with one process; publishing took {r.get('single', 'publish_s'):.1f} s of it")
+    row("4b", f"burst into {workers} running worker(s)", "burst",
         f"the same, {r.get('burst', 'events'):,.0f} events; publishing took {r.get('burst', 'publish_s'):.1f} s")
     if "replay" in f:
         row("4c", "crmbonus replay (publish, then start and process)", "replay",
@@ -94,7 +99,7 @@ def render(results: Results, console: Console | None = None) -> None:
     lat = f.get("latency", {})
     burst = f.get("burst", {})
     rss_at = burst.get("rss_at_mb", {})
-    growth = (rss_at["100%"] / rss_at["25%"] - 1) if "25%" in rss_at and "100%" in rss_at else math.nan
+    growth = (rss_at["100%"] / rss_at["50%"] - 1) if "50%" in rss_at and "100%" in rss_at else math.nan
     peak = max(r.get("burst", "rss_peak_mb"), r.get("latency", "rss_peak_mb"))
     hist_growth = base / r.get("history-1000", "rate")
 
@@ -104,7 +109,8 @@ def render(results: Results, console: Console | None = None) -> None:
     targets.add_column("measured", justify="right")
     targets.add_column("target", justify="right")
     targets.add_column("meets")
-    targets.add_row("4", "end to end, events/s", _n(e2e), f">= {E2E_MIN_RATE:,}", _meets(_ok(e2e, e2e >= E2E_MIN_RATE)))
+    targets.add_row("4", f"end to end ({workers} workers), events/s", _n(e2e), f">= {E2E_MIN_RATE:,}",
+                    _meets(_ok(e2e, e2e >= E2E_MIN_RATE)))
     targets.add_row("5", "end to end / raw COPY", _n(e2e / copy, 3), f">= {E2E_MIN_COPY_SHARE}",
                     _meets(_ok(e2e / copy, e2e / copy >= E2E_MIN_COPY_SHARE)))
     targets.add_row("5", "end to end / naive", _n(e2e / naive, 1), f">= {E2E_MIN_NAIVE_FACTOR}",
@@ -119,13 +125,13 @@ def render(results: Results, console: Console | None = None) -> None:
         targets.add_row("", "  (worker's own histogram, broker time -> commit)",
                         f"{_n(float(lat['histogram_p50_ms']))} / {_n(float(lat['histogram_p99_ms']))} ms",
                         "", "")
-    targets.add_row("7", "worker peak RSS", f"{_n(peak)} MB", f"< {RSS_MAX_MB} MB",
+    targets.add_row("7", "worker peak RSS (largest process)", f"{_n(peak)} MB", f"< {RSS_MAX_MB} MB",
                     _meets(_ok(peak, peak < RSS_MAX_MB)))
     if rss_at:
-        targets.add_row("7", f"worker RSS ready / 25% / 50% / 100% of {burst['events']:,} events",
-                        f"{burst['rss_ready_mb']:.0f} / {rss_at.get('25%', math.nan):.0f} / "
-                        f"{rss_at.get('50%', math.nan):.0f} / {rss_at.get('100%', math.nan):.0f} MB",
-                        f"flat (< {RSS_FLAT_GROWTH:.0%} 25%->100%)", _meets(_ok(growth, growth < RSS_FLAT_GROWTH)))
+        targets.add_row("7", f"worker RSS ready / 25% / 50% / 75% / 100% of {burst['events']:,} events",
+                        " / ".join(f"{value:.0f}" for value in (burst["rss_ready_mb"], *(
+                            rss_at.get(mark, math.nan) for mark in ("25%", "50%", "75%", "100%")))) + " MB",
+                        f"flat (< {RSS_FLAT_GROWTH:.0%} 50%->100%)", _meets(_ok(growth, growth < RSS_FLAT_GROWTH)))
     targets.add_row("8", "cost/event, 1000-event vs 10-event customers", f"x{_n(hist_growth, 2)}",
                     f"<= x{HISTORY_MAX_GROWTH}", _meets(_ok(hist_growth, hist_growth <= HISTORY_MAX_GROWTH)))
     console.print(targets)

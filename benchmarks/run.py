@@ -30,7 +30,7 @@ from benchmarks.report import Results, render
 from benchmarks.stack import embedded_stack
 from stream.plan import load_plan
 
-MEASUREMENTS = ("e2e", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency")
+MEASUREMENTS = ("e2e", "single", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency")
 HISTORY_LENGTHS = (10, 100, 1000)
 
 
@@ -42,6 +42,7 @@ class Sizes:
     burst_events: int
     latency_rate: float
     latency_seconds: float
+    workers: int
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
@@ -55,6 +56,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
                         help="events published at once into a running worker, for RSS (default 10 x --events)")
     parser.add_argument("--latency-rate", type=float, default=2000.0, help="steady publish rate, events/s")
     parser.add_argument("--latency-seconds", type=float, help="how long to publish at that rate (default 20; smoke 3)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes for end to end, burst, latency and history, as "
+                             "`crmbonus worker --workers N` (default: one per core)")
     parser.add_argument("--smoke", action="store_true", help="every measurement tiny; for CI, asserts nothing")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
@@ -70,6 +74,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
         burst_events=args.burst_events or 10 * events,
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds or (3.0 if args.smoke else 20.0),
+        workers=args.workers,
     )
     return args, sizes
 
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     events = data.demo_events(sizes.events)
     with embedded_stack(args.data_dir) as stack:
         e2e_settings = stack.fresh("e2e")
-        step("e2e", lambda: live.burst(e2e_settings, events))
+        step("e2e", lambda: live.burst(e2e_settings, events, sizes.workers))
+        step("single", lambda: live.burst(stack.fresh("single"), events, 1))
         if "e2e" not in only and only & {"consume", "faust"}:  # the raw readers read what e2e published
             raw.run_publish(e2e_settings, events)
         step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
@@ -110,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         for length in HISTORY_LENGTHS:
             step(f"history-{length}", functools.partial(
                 live.burst, stack.fresh(f"history{length}"),
-                data.history_events(max(sizes.history_events, length), length)))
+                data.history_events(max(sizes.history_events, length), length), sizes.workers))
         burst_events = data.demo_events(sizes.burst_events)
-        step("burst", lambda: live.burst(stack.fresh("burst"), burst_events, py_spy=args.py_spy))
+        step("burst", lambda: live.burst(stack.fresh("burst"), burst_events, sizes.workers, py_spy=args.py_spy))
         steady_events = data.demo_events(int(sizes.latency_rate * sizes.latency_seconds), month="2026-10")
-        step("latency", lambda: live.steady(stack.fresh("latency"), steady_events, sizes.latency_rate))
+        step("latency", lambda: live.steady(stack.fresh("latency"), steady_events, sizes.latency_rate,
+                                            sizes.workers))
     results.meta["seconds"] = round(time.monotonic() - started, 1)
     render(results)
     if args.json:
