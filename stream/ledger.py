@@ -116,8 +116,9 @@ async def recompute_customers(
     versions = await _take_customers(conn, ids)
     cached = {cid: entry for cid in ids if (entry := cache.get(cid, versions[cid] - 1)) is not None}
     # Credits in force always equal the rules over the stored events, so a customer whose
-    # new events the rules ignore keeps its credits: no reading, no recomputation.
-    unchanged = {cid for cid in ids if not any(rules.affects_credits(e) for e in new_events[cid])}
+    # new events cannot change them keeps its credits: no reading, no recomputation.
+    unchanged = {cid for cid in ids if not rules.can_change_credits(
+        new_events[cid], cached[cid].events if cid in cached else None)}
     missing = [cid for cid in ids if cid not in cached and cid not in unchanged]
     stored = await store.load_customer_events(conn, missing)  # this batch's events included
     in_force = await _credits_in_force(conn, missing)

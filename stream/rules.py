@@ -574,11 +574,19 @@ def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sal
 # -- one customer ---------------------------------------------------------------------------
 
 
-def affects_credits(event: Event) -> bool:
-    """Whether SPEC §5 reads `event` at all. A callback without an offer is no touch (§5.5)
-    and nothing else looks at callbacks, so adding one never changes a customer's credits:
-    the ledger need not recompute a customer for it (half of a contact centre's events)."""
-    return not (isinstance(event, Callback) and event.outcome != "offer_made")
+def can_change_credits(new: Sequence[Event], history: Sequence[Event] | None) -> bool:
+    """Whether adding `new` to a customer's stored `history` (None: not known) can change the
+    customer's credits, so that the ledger may skip recomputing it (half of all events).
+
+    Only callbacks can be sure not to: a callback is read only as a touch (SPEC §5.5), a
+    callback without an offer is no touch, and a touch only matters for a sale's lines
+    (§5.6), so none does while the customer has no sale.
+    """
+    if not all(isinstance(event, Callback) for event in new):
+        return True
+    if all(event.outcome != "offer_made" for event in new):  # type: ignore[union-attr]
+        return False
+    return history is None or any(isinstance(event, Sale) for event in history)
 
 
 def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
