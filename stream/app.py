@@ -43,7 +43,8 @@ PRODUCTION_TIMING = GroupTiming(session_timeout=10.0, heartbeat_interval=3.0, re
 
 @dataclass
 class Runtime:
-    """What the agents share: the settings, the plan, and once started, the pipeline."""
+    """What the consumer, the web pages and the timers share: the settings, the plan, and once
+    started, the pipeline."""
 
     settings: Settings
     plan: Plan

@@ -1,7 +1,7 @@
 """The batch handler: decode, store, credit and record progress in one transaction.
 
-This is the service layer between the Faust agents (which only read batches off
-Kafka) and the Postgres adapters. It knows nothing of Faust, so the tests, the
+This is the service layer between the consumer (agents/crm.py, which only reads
+batches off Kafka) and the Postgres adapters. It knows nothing of Faust, so the tests, the
 benchmark and any other consumer drive it the same way.
 """
 
