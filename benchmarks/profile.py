@@ -127,7 +127,7 @@ def instrument(phases: Phases) -> None:
     phases.wrap_async(Pipeline, "handle", "handle (whole batch)")
     phases.wrap_sync(pipeline, "split", "decode + validate incoming (schemas.decode)")
     phases.wrap_async(settlement, "share_settlement_lock", "settlement lock (shared)")
-    phases.wrap_async(store, "insert_events", "insert events (COPY to staging, ON CONFLICT)")
+    phases.wrap_async(store, "insert_events", "insert events (COPY; staged if some are stored)")
     phases.wrap_async(store, "insert_dead_letters", "insert dead letters")
     phases.wrap_async(ledger, "recompute_customers", "recompute customers (whole)")
     phases.wrap_async(ledger, "_take_customers", "  lock customers, bump versions")
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 def show(phases: Phases, events: int, batches: int, wall: float, cpu: float, args: argparse.Namespace) -> None:
     whole = phases.phases["handle (whole batch)"]
     top = ("decode + validate incoming (schemas.decode)", "settlement lock (shared)",
-           "insert events (COPY to staging, ON CONFLICT)", "insert dead letters", "recompute customers (whole)",
+           "insert events (COPY; staged if some are stored)", "insert dead letters", "recompute customers (whole)",
            "carry adjustments (SPEC 7)", "save progress")
     rest = Phase(wall=whole.wall - sum(phases.phases[name].wall for name in top),
                  cpu=whole.cpu - sum(phases.phases[name].cpu for name in top),

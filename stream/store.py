@@ -2,7 +2,7 @@
 
 Every function takes a connection that is inside the batch's transaction, so a
 batch's events, dead letters, credits and progress commit together or not at all.
-Rows go in as arrays through `unnest` (events through COPY), one statement per table per batch.
+Rows go in through COPY (events) or as arrays through `unnest`, one statement per table per batch.
 """
 
 from __future__ import annotations
@@ -54,17 +54,18 @@ class InsertOutcome:
     dead_letters: list[DeadLetter]
 
 
-#: Incoming rows are COPYed (binary, no per-value checks in the client) into a per-session
-#: staging table, then moved in one statement that can skip duplicates, which COPY cannot.
-#: Measured against `unnest` arrays: the client's array encoding cost ~4 µs an event.
+#: Columns of a new event, as COPY sends them (binary: no per-value checks in the client,
+#: which cost ~4 µs an event with `unnest` arrays).
+_EVENT_COLUMNS = ("event_id", "event_type", "customer_id", "occurred_at", "sale_id", "raw", "topic",
+                  "partition", "offset")
+#: When some events may already be stored, they go through a per-session staging table and
+#: one statement that skips those, which COPY cannot.
 _STAGE_EVENTS = """
 CREATE TEMP TABLE IF NOT EXISTS incoming_events (
     n int, event_id text, event_type text, customer_id text, occurred_at timestamptz, sale_id text,
     raw bytea, topic text, "partition" int, "offset" bigint
 ) ON COMMIT DELETE ROWS
 """
-_STAGED_COLUMNS = ("n", "event_id", "event_type", "customer_id", "occurred_at", "sale_id", "raw", "topic",
-                   "partition", "offset")
 _INSERT_STAGED_EVENTS = """
 INSERT INTO events (event_id, event_type, customer_id, occurred_at, sale_id, raw, topic, "partition", "offset")
 SELECT event_id, event_type, customer_id, occurred_at, sale_id, raw, topic, "partition", "offset"
@@ -81,14 +82,48 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
     JSON is a duplicate, silently dropped; with other content it is a
     `conflicting_duplicate`. A sale whose sale_id another sale already has is a
     `duplicate_sale_id`.
+
+    Usually every event is new but for a repeat or two inside the batch: then the first of
+    each id is COPYed straight into `events` (8.5 instead of 15 µs an event) and only the
+    repeats are sorted. If the COPY meets a stored id (a redelivery, a repeat from an
+    earlier batch), the whole batch takes the staged path, which sorts everything out.
     """
     if not batch:
         return InsertOutcome([], 0, [])
-    rows = [(n, item.event.event_id, event_type(item.event), item.event.customer_id, item.event.occurred_at,
+    rows = [(item.event.event_id, event_type(item.event), item.event.customer_id, item.event.occurred_at,
              item.event.sale_id if isinstance(item.event, Sale) else None, item.message.value,
-             item.message.topic, item.message.partition, item.message.offset) for n, item in enumerate(batch)]
+             item.message.topic, item.message.partition, item.message.offset) for item in batch]
+    first, repeats = _first_of_each_id(rows)
+    try:
+        async with conn.transaction():  # a savepoint: a failed COPY leaves the batch's transaction usable
+            await conn.copy_records_to_table("events", records=[rows[i] for i in first], columns=_EVENT_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return await _insert_staged(conn, batch, rows)
+    duplicates, dead = await _sort_rejected(conn, [batch[i] for i in repeats])
+    return InsertOutcome([batch[i] for i in first], duplicates, dead)
+
+
+def _first_of_each_id(rows: Sequence[tuple[object, ...]]) -> tuple[list[int], list[int]]:
+    """Positions of the first row of each event_id (and sale_id, among sales), and of the rest."""
+    seen: set[object] = set()
+    first: list[int] = []
+    repeats: list[int] = []
+    for index, (event_id, _type, _customer, _at, sale_id, *_rest) in enumerate(rows):
+        keys = (event_id,) if sale_id is None else (event_id, ("sale", sale_id))
+        if any(key in seen for key in keys):
+            repeats.append(index)
+        else:
+            seen.update(keys)
+            first.append(index)
+    return first, repeats
+
+
+async def _insert_staged(
+    conn: asyncpg.Connection, batch: Sequence[Decoded], rows: Sequence[tuple[object, ...]]
+) -> InsertOutcome:
     await conn.execute(_STAGE_EVENTS)
-    await conn.copy_records_to_table("incoming_events", records=rows, columns=_STAGED_COLUMNS)
+    await conn.copy_records_to_table("incoming_events", records=[(n, *row) for n, row in enumerate(rows)],
+                                     columns=("n", *_EVENT_COLUMNS))
     returned = {r["event_id"] for r in await conn.fetch(_INSERT_STAGED_EVENTS)}
     inserted: list[Decoded] = []
     rejected: list[Decoded] = []
