@@ -27,7 +27,7 @@ HEALTH_QUERY_TIMEOUT_S = 2.0
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split(";")[0]
 
 
-async def health_problem(app: faust.App, runtime: Runtime) -> str | None:
+async def health_problem(runtime: Runtime) -> str | None:
     """Why the worker is not healthy, or None: consuming, and Postgres answers now."""
     if runtime.pool is None or runtime.pipeline is None:
         return "not connected to Postgres yet"
@@ -50,14 +50,14 @@ def register(app: faust.App, runtime: Runtime) -> None:
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
-        problem = await health_problem(app, runtime)
+        problem = await health_problem(runtime)
         runtime.metrics.healthy.set(0 if problem else 1)
         # aiohttp wants the charset out of content_type; Prometheus' text format is UTF-8 anyway
         return self.bytes(generate_latest(runtime.metrics.registry), content_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
-        problem = await health_problem(app, runtime)
+        problem = await health_problem(runtime)
         runtime.metrics.healthy.set(0 if problem else 1)
         if problem:
             return self.json({"status": "unhealthy", "reason": problem}, status=503)
