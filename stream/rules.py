@@ -576,17 +576,23 @@ def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sal
 
 def can_change_credits(new: Sequence[Event], history: Sequence[Event] | None) -> bool:
     """Whether adding `new` to a customer's stored `history` (None: not known) can change the
-    customer's credits, so that the ledger may skip recomputing it (half of all events).
+    customer's credits, so that the ledger may skip recomputing it (three recomputations in four).
 
-    Only callbacks can be sure not to: a callback is read only as a touch (SPEC §5.5), a
-    callback without an offer is no touch, and a touch only matters for a sale's lines
-    (§5.6), so none does while the customer has no sale.
+    A callback is read only as a touch (SPEC §5.5), and one without an offer is none. A
+    `booked` hand-off is a touch too, and as the first event of its lead it leaves the lead
+    `booked`, which credits nothing (§5.7). Touches only matter for a sale's lines (§5.6),
+    so while the customer has no sale, neither kind can change a credit.
     """
-    if not all(isinstance(event, Callback) for event in new):
-        return True
-    if all(event.outcome != "offer_made" for event in new):  # type: ignore[union-attr]
+    if all(isinstance(event, Callback) and event.outcome != "offer_made" for event in new):
         return False
-    return history is None or any(isinstance(event, Sale) for event in history)
+    if history is None or any(isinstance(event, Sale) for event in history):
+        return True
+    leads = {event.lead_id for event in history if isinstance(event, LeadHandoff)}
+    return not all(
+        isinstance(event, Callback)
+        or (isinstance(event, LeadHandoff) and event.status == "booked" and event.lead_id not in leads)
+        for event in new
+    )
 
 
 def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:

@@ -176,13 +176,21 @@ def test_events_the_ledger_skips_change_no_credit(model: str, events: list[Event
         assert not can_change_credits(no_offers, group) and not can_change_credits(no_offers, None)
         assert credit_customer([*group, *no_offers], the_plan) == credit_customer(group, the_plan)
         without_sales = [e for e in group if not isinstance(e, Sale)]
-        offers = extra_callbacks(data.draw, customer, ("offer_made", "declined"))
-        assert not can_change_credits(offers, without_sales)
-        assert credit_customer([*without_sales, *offers], the_plan) == credit_customer(without_sales, the_plan)
+        touches = [*extra_callbacks(data.draw, customer, ("offer_made", "declined")),
+                   *(handoff(f"new-lead-{index}", "booked", _when(data.draw, None), "tm-1",
+                             data.draw(st.sampled_from(FIELD_REPS)), customer, f"extra-booked-{index}")
+                     for index in range(data.draw(st.integers(0, 2))))]  # fmt: skip
+        assert not can_change_credits(touches, without_sales)
+        held = handoff("new-lead-held", "held", _when(data.draw, None), customer=customer, event_id="extra-held")
+        assert can_change_credits([*touches, held], without_sales)  # a held lead credits its telemarketer
+        assert credit_customer([*without_sales, *touches], the_plan) == credit_customer(without_sales, the_plan)
         others = [e for e in group if not isinstance(e, Callback)]
-        assert all(can_change_credits([e], without_sales) for e in others)  # sales, reversals, handoffs
-        if len(without_sales) < len(group) and any(e.outcome == "offer_made" for e in offers):  # type: ignore[union-attr]
-            assert can_change_credits(offers, group) and can_change_credits(offers, None)
+        assert all(can_change_credits([e], without_sales) for e in others if not isinstance(e, LeadHandoff)
+                   or e.status != "booked" or any(isinstance(o, LeadHandoff) and o.lead_id == e.lead_id
+                                                  for o in without_sales))  # fmt: skip
+        if len(without_sales) < len(group) and any(not isinstance(e, Callback) or e.outcome == "offer_made"
+                                                   for e in touches):  # a touch, and a sale it may count for
+            assert can_change_credits(touches, group) and can_change_credits(touches, None)
 
 
 @pytest.mark.parametrize("model", MODELS)
