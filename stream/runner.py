@@ -8,10 +8,12 @@ the same clean path an operator's `kill` takes: finish the batch, commit, stop.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -82,7 +84,7 @@ def supervise(commands: list[list[str]]) -> int:
     stops. A worker that fails stops the others: half a group that looks healthy is
     worse than an exit the orchestrator sees and restarts.
     """
-    processes = [subprocess.Popen(command) for command in commands]
+    processes = [subprocess.Popen(command, preexec_fn=_term_with_parent) for command in commands]
     stopping = False
 
     def stop(signum: int, _frame: object = None) -> None:
@@ -104,3 +106,11 @@ def supervise(commands: list[list[str]]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return next((p.returncode for p in processes if p.returncode), 0)
+
+
+def _term_with_parent() -> None:
+    """In a child, before exec: get SIGTERM when the supervisor dies, even by SIGKILL (Linux),
+    so that no orphaned worker keeps consuming unsupervised."""
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1  # the name in <sys/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -89,6 +90,7 @@ async def test_worker_processes_share_the_group_and_stop_together(pg_url: str, t
     """`worker --workers 2`: both serve /health, the month lands once, SIGTERM stops both with exit 0."""
     port = free_port()
     parent = start_worker("--workers", "2", "--web-port", str(port), "--database-url", pg_url, data_dir=tmp_path)
+    tree = psutil.Process(parent.pid)
     try:
         for worker_port in (port, port + 1):
             await wait_for(lambda p=worker_port: http_status(f"http://127.0.0.1:{p}/health") == 200, 60)
@@ -101,7 +103,33 @@ async def test_worker_processes_share_the_group_and_stop_together(pg_url: str, t
         assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
     finally:
         if parent.poll() is None:
-            parent.kill()
+            kill_all([parent.pid, *(p.pid for p in tree.children(recursive=True))])
+
+
+def test_worker_processes_stop_when_their_supervisor_is_killed(pg_url: str, tmp_path: Path) -> None:
+    parent = start_worker("--workers", "2", "--web-port", str(free_port()), "--database-url", pg_url,
+                          data_dir=tmp_path)
+    descendants: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := [c for c in psutil.Process(parent.pid).children() if "stream" in c.cmdline()]) < 2:
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.2)
+        descendants = psutil.Process(parent.pid).children(recursive=True)
+        parent.kill()
+        parent.wait()
+        _gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive, f"orphaned workers still running: {alive}"
+    finally:
+        kill_all([parent.pid, *(process.pid for process in descendants)])
+
+
+def kill_all(pids: list[int]) -> None:
+    """Test clean-up: whatever of these processes is still running (the embedded broker outlives
+    a killed `crmbonus worker`, by design: a restarted worker finds it again)."""
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
 
 
 def start_worker(*args: str, data_dir: Path) -> subprocess.Popen[bytes]:
