@@ -249,6 +249,7 @@ class BurstMeasure:
     cpu_s: dict[str, float]  # CPU seconds of each process during the burst
     ready_s: float
     workers: int = 1
+    rates: list[float] = field(default_factory=list)  # every run's, when repeated (benchmarks.run)
     py_spy: dict[str, float] = field(default_factory=dict)  # share of the worker's samples per place
 
     def as_dict(self) -> dict[str, object]:

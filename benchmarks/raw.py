@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -26,6 +26,7 @@ class RawMeasure:
     seconds: float
     rate: float
     detail: str
+    rates: list[float] = field(default_factory=list)  # every run's, when repeated (benchmarks.run)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -40,6 +40,11 @@ def _us(rate: float) -> str:
     return "-" if math.isnan(rate) or rate == 0 else f"{1e6 / rate:,.0f}"
 
 
+def _runs(figures: dict[str, Any]) -> str:
+    rates = figures.get("rates") or []
+    return f"; median of {len(rates)} runs: " + " / ".join(f"{rate:,.0f}" for rate in rates) if len(rates) > 1 else ""
+
+
 def _meets(ok: bool | None) -> str:
     return "-" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")
 
@@ -70,14 +75,15 @@ def render(results: Results, console: Console | None = None) -> None:
     f = r.figures
     row("1", "raw consume (aiokafka, no group)", "consume", f.get("consume", {}).get("detail", ""))
     row("1b", "bare Faust agent (noack_take, acks only)", "faust", f.get("faust", {}).get("detail", ""))
-    row("2", "raw COPY (asyncpg copy_records_to_table)", "copy", f.get("copy", {}).get("detail", ""))
+    row("2", "raw COPY (asyncpg copy_records_to_table)", "copy", f.get("copy", {}).get("detail", "")
+        + _runs(f.get("copy", {})))
     row("2b", "raw COPY, bare table", "copy-bare", f.get("copy-bare", {}).get("detail", ""))
     workers = int(meta["sizes"].get("workers", 1))
     row("3", "naive: real worker, batch_max=1", "naive",
         "one process, one transaction per event; running worker, first publish -> last commit")
     row("4", f"crmbonus end to end, {workers} worker process(es)", "e2e",
         f"`crmbonus worker --workers {workers}` running; first publish -> last commit; "
-        f"publishing took {r.get('e2e', 'publish_s'):.1f} s of it")
+        f"publishing took {r.get('e2e', 'publish_s'):.1f} s of it" + _runs(f.get("e2e", {})))
     row("4a", "crmbonus end to end, 1 worker process", "single",
         f"the same with one process; publishing took {r.get('single', 'publish_s'):.1f} s of it")
     row("4b", f"burst into {workers} running worker(s)", "burst",
