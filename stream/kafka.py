@@ -96,6 +96,7 @@ class _Batches:
         self.window = window
         self.partitioner = DefaultPartitioner()  # the one `AIOKafkaProducer.send` uses for keys
         self.partitions: dict[str, list[int]] = {}
+        self.by_key: dict[tuple[str, bytes], int] = {}  # murmur2 is pure Python (3 µs); keys repeat
         self.open: dict[tuple[str, int], BatchBuilder] = {}
         self.in_flight: list[tuple[asyncio.Future[RecordMetadata], int]] = []
         self.waiting = 0
@@ -130,7 +131,11 @@ class _Batches:
         partitions = self.partitions[message.topic]
         if message.key is None:  # not random: a file replayed twice lands at the same offsets
             return partitions[zlib.crc32(message.value) % len(partitions)]
-        return int(self.partitioner(message.key, partitions, partitions))
+        found = self.by_key.get((message.topic, message.key))
+        if found is None:
+            found = self.by_key[(message.topic, message.key)] = int(
+                self.partitioner(message.key, partitions, partitions))
+        return found
 
     async def send(self, key: tuple[str, int]) -> None:
         builder = self.open.pop(key)

@@ -12,13 +12,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from stream.embedded import embedded_broker, free_port
+from stream.kafka import Outgoing, ensure_topics, publish
+from stream.publishing import read_lines, to_outgoing
+from stream.settings import Topics, bootstrap_servers
 from tests.examples import EXAMPLES, ROOT
 from tests.integration.conftest import crmbonus, read_csv, running
 
@@ -167,3 +173,30 @@ async def wait_for_async(read: Callable[[], Awaitable[object]], expected: object
     while (found := await read()) != expected:
         assert time.monotonic() < deadline, f"after {timeout} s: {found}"
         await asyncio.sleep(0.3)
+
+
+async def test_publish_puts_a_customer_where_kafkas_own_partitioner_would(tmp_path: Path) -> None:
+    """Record batches per partition must not move anyone: keyed lines go where `send` puts them
+    (murmur2 of the key, as Kafka's Java client too), keyless ones by a hash of their bytes."""
+    topics = Topics.with_prefix("p.")
+    lines = [line.raw for line in read_lines([EXAMPLES / "month.jsonl"])]
+    outgoing = [to_outgoing(raw, topics) for raw in lines] + [Outgoing(topics.sales, None, b"not json")]
+    with embedded_broker(tmp_path, fresh=True, announce=False) as broker:
+        await ensure_topics(broker, topics, partitions=6)
+        await publish(broker, outgoing * 3)  # repeated keys take the cached partition
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            assigned = [TopicPartition(topic, p) for topic in topics.inputs for p in range(6)]
+            consumer.assign(assigned)
+            found: list[tuple[str, int, bytes | None]] = []
+            while len(found) < len(outgoing) * 3:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    found += [(r.topic, r.partition, r.key) for r in records]
+        finally:
+            await consumer.stop()
+    murmur = DefaultPartitioner()
+    for _topic, partition, key in found:
+        if key is not None:
+            assert partition == murmur(key, list(range(6)), list(range(6)))
+    assert (topics.sales, zlib.crc32(b"not json") % 6, None) in found
