@@ -70,6 +70,12 @@ class Figures:
     notes: str = ""
     seconds: float = 0.0
 
+    def record(self, inputs: int, verdict: Verdict, expected: Expected) -> None:
+        """The measured columns: what went in, what was processed, lost and doubled."""
+        self.inputs = inputs
+        self.processed = verdict.stored + verdict.dead_letters + expected.duplicates
+        self.lost, self.doubled = verdict.lost, verdict.doubled
+
 
 RESULTS: list[Figures] = []
 
@@ -268,8 +274,12 @@ class Worker:
             self.kill()
 
 
+#: The `workers` fixture: start `crmbonus worker` on (database URL, name).
+StartWorker = Callable[[str, str], Worker]
+
+
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Callable[[str, str], Worker]]:
+def workers(tmp_path: Path) -> Iterator[StartWorker]:
     """`start(database_url, name)` a worker in the test's data dir; every one is stopped after."""
     started: list[Worker] = []
 

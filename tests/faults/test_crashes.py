@@ -20,7 +20,7 @@ from tests.faults.conftest import (
     Broker,
     Expected,
     Figures,
-    Worker,
+    StartWorker,
     check_against_clean_replay,
     check_against_oracle,
     committed_offsets,
@@ -31,8 +31,6 @@ from tests.faults.conftest import (
 )
 
 pytestmark = pytest.mark.faults
-
-StartWorker = Callable[[str, str], Worker]
 
 
 async def test_sigkill_mid_stream_and_restart(
@@ -61,8 +59,7 @@ async def test_sigkill_mid_stream_and_restart(
     assert verdict.dead_letters == expected.dead_letters
     await check_against_clean_replay(pg_url, lines, await new_database(), tmp_path)
     figures.faults = f"3 x SIGKILL of the worker (at {', '.join(map(str, kills))} events stored), 3 restarts"
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
 
 
 async def test_three_workers_one_killed_then_rebalanced(
@@ -88,8 +85,7 @@ async def test_three_workers_one_killed_then_rebalanced(
     assert verdict.dead_letters == expected.dead_letters
     await check_against_clean_replay(pg_url, lines, await new_database(), tmp_path)
     figures.faults = "2 -> 3 workers (rebalance), SIGKILL of one (rebalance), 6 partitions x 3 topics"
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
     figures.notes = f"events stored per surviving worker: {shares}"
 
 
@@ -126,9 +122,7 @@ async def test_new_empty_broker_with_existing_database(
     assert verdict.dead_letters == expected.dead_letters
     await check_against_clean_replay(pg_url, everything, await new_database(), tmp_path)
     figures.faults = "broker replaced by a new empty one; a fifth of set A republished"
-    figures.inputs = len(everything)
-    figures.processed = verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(everything), verdict, expected)
 
 
 async def test_sigterm_finishes_the_batch_and_exits_zero(
@@ -153,5 +147,4 @@ async def test_sigterm_finishes_the_batch_and_exits_zero(
     verdict = await check_against_oracle(pg_url, expected)
     assert verdict.dead_letters == expected.dead_letters
     figures.faults = f"SIGTERM mid-stream: exit {code} after {took:.1f}s, then a new worker"
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)

@@ -117,8 +117,7 @@ async def test_hostile_lines_through_replay(pg_url: str, tmp_path: Path, figures
                         "(SELECT max(octet_length(raw)) FROM events) AS ev FROM dead_letters")
     reasons = Counter(reason for _, reason in expected.letters)
     figures.faults = "hostile lines: " + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
     figures.notes = (f"largest dead letter stored byte-exact: {sizes[0]['dl']} bytes; largest accepted event: "
                      f"{sizes[0]['ev']} bytes (an unknown field is not bounded)")
 
@@ -172,8 +171,7 @@ async def test_message_over_one_megabyte_reaching_the_worker_is_dead_lettered(
     expected = Expected([big, *after])
     verdict = await check_against_oracle(pg_url, expected)
     figures.faults = "one 1.5 MB record (producer max_request_size raised), then 20 customers' events"
-    figures.inputs, figures.processed = 1 + len(after), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(1 + len(after), verdict, expected)
     crashes = [line for line in worker.log_path.read_text(errors="replace").splitlines() if "Crashed" in line]
     figures.notes = f"{stalled}agent crashes in the worker log: {len(crashes)}"
     if crashes or stalled:

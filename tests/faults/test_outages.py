@@ -20,6 +20,7 @@ from tests.faults.conftest import (
     Broker,
     Expected,
     Figures,
+    StartWorker,
     Worker,
     check_against_clean_replay,
     check_against_oracle,
@@ -30,8 +31,6 @@ from tests.faults.conftest import (
 )
 
 pytestmark = pytest.mark.faults
-
-StartWorker = Callable[[str, str], Worker]
 
 
 class OwnPostgres:
@@ -113,8 +112,7 @@ async def test_postgres_stopped_and_started_under_a_running_worker(
     retries = (await worker.metrics()).get("crmbonus_batch_retries_total", 0.0)
     await check_against_clean_replay(url, lines, await new_database(), tmp_path)
     figures.faults = f"Postgres stopped {outage:.0f}s under a running worker ({retries:.0f} batch retries)"
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
     figures.notes = f"/health reasons while down: {sorted(set(reasons))}"
 
 
@@ -154,8 +152,7 @@ async def test_broker_frozen_for_ten_seconds(
     assert verdict.dead_letters == expected.dead_letters
     await check_against_clean_replay(pg_url, lines, await new_database(), tmp_path)
     figures.faults = "broker SIGSTOPped 10 s mid-stream, then SIGCONT"
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
 
 
 class SlowShutdown(AssertionError):
@@ -193,8 +190,7 @@ async def test_sigterm_while_postgres_is_down_loses_nothing(
     assert verdict.dead_letters == expected.dead_letters
     figures.faults = ("Postgres stopped, SIGTERM while a batch retried: "
                       + (f"exit {code} in {took:.1f}s" if code is not None else "no exit in 10 s, SIGKILL"))
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
     if code != 0:
         raise SlowShutdown(f"worker did not exit 0 within 10 s of SIGTERM (exit {code})")
 

@@ -67,7 +67,6 @@ async def test_soak_steady_stream(
     assert late < early * 1.25 + 20, f"RSS grew from {early:.1f} MB to {late:.1f} MB"
     verdict = await check_against_oracle(pg_url, expected)
     figures.faults = f"soak {SECONDS} s at {RATE} events/s"
-    figures.inputs, figures.processed = len(lines), verdict.stored + verdict.dead_letters + expected.duplicates
-    figures.lost, figures.doubled = verdict.lost, verdict.doubled
+    figures.record(len(lines), verdict, expected)
     figures.notes = (f"lag max {max(lags):.0f} -> 0; RSS {min(rss):.0f}..{max(rss):.0f} MB "
                      f"(middle third {early:.1f}, last third {late:.1f})")
