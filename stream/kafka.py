@@ -105,9 +105,7 @@ class _Batches:
     async def send_all(self, messages: Iterable[Outgoing]) -> dict[tuple[str, int], int]:
         for message in messages:
             await self.add(message)
-        for key in list(self.open):
-            await self.send(key)
-        await self.drain()
+        await self.flush()
         return self.ends
 
     async def add(self, message: Outgoing) -> None:
@@ -121,9 +119,7 @@ class _Batches:
             builder.append(key=message.key, value=message.value, timestamp=None)  # a first record always fits
         self.waiting += 1
         if self.waiting >= self.window:
-            for open_key in list(self.open):
-                await self.send(open_key)
-            await self.drain()
+            await self.flush()
 
     async def partition_of(self, message: Outgoing) -> int:
         if message.topic not in self.partitions:
@@ -143,6 +139,12 @@ class _Batches:
         if count:
             future = await self.producer.send_batch(builder, key[0], partition=key[1])
             self.in_flight.append((future, count))
+
+    async def flush(self) -> None:
+        """Send every open batch and wait for the broker to acknowledge all of them."""
+        for key in list(self.open):
+            await self.send(key)
+        await self.drain()
 
     async def drain(self) -> None:
         for metadata, (_, count) in zip(await asyncio.gather(*(f for f, _ in self.in_flight)),
