@@ -162,12 +162,7 @@ def worker_process(settings: Settings, index: int = 0) -> Iterator[WorkerProcess
         yield worker
     finally:
         sampler.stopped.set()
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        embedded.stop_process(process, 20)
 
 
 # -- CPU of each part of the stack ---------------------------------------------------------

@@ -100,12 +100,17 @@ def embedded_broker(data_dir: Path, fresh: bool = False, announce: bool = True) 
         with contextlib.suppress(OSError):
             if json.loads(state.read_text()).get("pid") == process.pid:
                 state.unlink()
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 5)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_for_port(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:

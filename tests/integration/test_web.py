@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.embedded import free_port
+from stream.embedded import free_port, stop_process
 from stream.metrics import NAMES
 from tests.examples import EXAMPLES, ROOT
 from tests.integration.conftest import crmbonus
@@ -67,11 +67,7 @@ def worker(pg_url: str, tmp_path: Path) -> Iterator[Worker]:
         wait_for(lambda: get(f"{base}/health")[0] == 200, "the worker's /health to answer 200")
         yield Worker(base, tmp_path, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, 20)
         log.close()
 
 
