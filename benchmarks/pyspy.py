@@ -48,7 +48,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def summarize(path: Path) -> dict[str, float]:
-    """Share of samples (0..1) per place: of the main thread's samples, or of the side threads'."""
+    """Share of the worker's samples (0..1) per place, idle included (it runs one thread)."""
     counts: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -56,9 +56,7 @@ def summarize(path: Path) -> dict[str, float]:
             continue
         frames = stack.split(";")
         leaf = frames[-1]
-        if frames[0].startswith("Thread._bootstrap"):  # a side thread (Faust runs its producer in one)
-            label = "side thread: " + ("idle" if "select (selectors.py" in leaf else "busy")
-        elif "handle (stream/pipeline.py" in stack:
+        if "handle (stream/pipeline.py" in stack:
             label = next((f"handler: {name}" for name, needle in HANDLER_PHASES
                           if any(needle in frame for frame in reversed(frames))), "handler: other")
             if "(asyncpg/" in leaf or "protocol" in leaf:
@@ -76,10 +74,8 @@ def summarize(path: Path) -> dict[str, float]:
         else:
             label = "outside handler: asyncio and other (socket reads and writes)"
         counts[label] += int(count)
-    main = sum(count for label, count in counts.items() if not label.startswith("side thread")) or 1
-    side = sum(count for label, count in counts.items() if label.startswith("side thread")) or 1
-    return {label: count / (side if label.startswith("side thread") else main)
-            for label, count in counts.most_common()}
+    total = sum(counts.values()) or 1
+    return {label: count / total for label, count in counts.most_common()}
 
 
 def _own_frames(frames: list[str]) -> list[str]:
