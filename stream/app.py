@@ -101,7 +101,7 @@ class Runtime:
 
 
 class PostgresService(Service):
-    """Opens the pool and applies migrations before any agent consumes; closes it last."""
+    """Opens the pool and applies migrations before the consumer reads; closes it last."""
 
     def __init__(self, runtime: Runtime, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -115,7 +115,7 @@ class PostgresService(Service):
 
 
 def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
-    """A Faust app with the crmbonus agents registered, and the runtime they share."""
+    """The Faust app with the CRM consumer and the web pages registered, and the runtime they share."""
     from agents import crm  # agents import the app's types, not the other way round
 
     assert settings.broker is not None
