@@ -21,9 +21,8 @@ from stream import rules, store
 from stream.plan import Plan
 from stream.rules import Credit, Totals
 
-#: Credit fields in table order; the dataclass and the table share these names.
-CREDIT_FIELDS = ("period", "person_id", "role", "kind", "customer_id", "sale_id", "line_id",
-                 "lead_id", "amount", "share", "touch_event_id", "source_event_id")
+#: Credit fields in table order; the named tuple and the table share these names.
+CREDIT_FIELDS = Credit._fields
 PersonKey = tuple[str, str]  # (period, person_id)
 TotalsKey = tuple[str, str, str]  # (period, person_id, role)
 
@@ -128,15 +127,20 @@ async def recompute_customers(
         entry = cached.get(cid)
         if cid in unchanged:
             if entry is not None:  # still current after this batch, with the new events
+                # a new list (a rollback keeps the old entry), the same credits (nothing adds to them)
                 change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
-                                                    dict(entry.credits))
+                                                    entry.credits)
             continue
         history = [*entry.events, *new_events[cid]] if entry else stored[cid]
         before = entry.credits if entry else in_force.get(cid, {})
-        wanted = set(rules.credit_customer(history, plan))
-        removed.update((credit, row_id) for credit, row_id in before.items() if credit not in wanted)
-        added.extend(sorted((credit for credit in wanted if credit not in before), key=rules.credit_sort_key))
-        kept = {credit: row_id for credit, row_id in before.items() if credit in wanted}
+        wanted = dict.fromkeys(rules.credit_customer(history, plan))  # a set kept in sorted order
+        kept: dict[Credit, int] = {}
+        for credit, row_id in before.items():
+            if credit in wanted:
+                kept[credit] = row_id
+            else:
+                removed[credit] = row_id
+        added.extend(credit for credit in wanted if credit not in before)  # new rows' ids in that order
         change.staged[cid] = CachedCustomer(versions[cid], history, kept)  # new credits join below
     if removed:
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
@@ -188,8 +192,7 @@ async def _insert_credits(conn: asyncpg.Connection, credits: Sequence[Credit]) -
         "SELECT nextval('credits_id_seq') FROM generate_series(1, $1)", len(credits))]
     await conn.copy_records_to_table(
         "credits",
-        records=[(row_id, *(getattr(c, name) for name in CREDIT_FIELDS))
-                 for row_id, c in zip(ids, credits, strict=True)],
+        records=[(row_id, *credit) for row_id, credit in zip(ids, credits, strict=True)],
         columns=("id", *CREDIT_FIELDS),
     )
     return ids

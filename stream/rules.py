@@ -78,6 +78,7 @@ from decimal import (
     localcontext,
 )
 from types import MappingProxyType
+from typing import NamedTuple
 
 from schemas.events import (
     Callback,
@@ -112,12 +113,13 @@ TELEMARKETER = "telemarketer"
 FIELD_REP = "field_rep"
 
 
-@dataclass(frozen=True, order=True)
-class Credit:
+class Credit(NamedTuple):
     """One row of the `credits` table (SPEC §6): one credited part now in force.
 
-    Sort lists of credits with `credit_sort_key`: the optional fields are None for some
-    kinds, and None does not compare with str.
+    A named tuple, in the table's column order: every recomputation builds and hashes
+    all of a customer's credits, and a tuple does both in C (a frozen dataclass cost
+    ~4x). Sort lists of credits with `credit_sort_key`: the optional fields are None
+    for some kinds, and None does not compare with str.
     """
 
     period: str
@@ -299,9 +301,12 @@ def is_cross_sell(
 # -- SPEC §5.5 touches ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class Touch:
-    """SPEC §5.5: a telemarketer's touch; ordered by (occurred_at, event_id) as §5.6 ranks them."""
+class Touch(NamedTuple):
+    """SPEC §5.5: a telemarketer's touch; ordered by (occurred_at, event_id) as §5.6 ranks them.
+
+    A named tuple: built for every callback of a customer at each recomputation, and sorted;
+    tuples compare in C.
+    """
 
     occurred_at: datetime
     event_id: str
@@ -397,8 +402,7 @@ class TouchIndex:
 # -- SPEC §5.6 attribution ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     """One person's part of a cross-sell line (SPEC §5.6)."""
 
     person_id: str

@@ -41,8 +41,9 @@ class DeadLetter:
     detail: str
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
+    """A message and its event; a named tuple, as one is built per message."""
+
     message: Message
     event: Event
 
