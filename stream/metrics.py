@@ -6,8 +6,10 @@ Per-person figures live in Postgres (`bonus_running`), never in a label.
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Iterable
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -76,9 +78,7 @@ class Metrics:
         now = time.time()
         for (topic, event_type), count in result.consumed_by.items():
             self.consumed.labels(topic, event_type).inc(count)
-        for stamp in timestamps:
-            if stamp > 0:
-                self.latency.observe(max(0.0, now - stamp))
+        observe_all(self.latency, [max(0.0, now - stamp) for stamp in timestamps if stamp > 0])
         self.stored.inc(result.stored)
         self.duplicates.inc(result.duplicates)
         for letter in result.new_dead_letters:
@@ -90,3 +90,20 @@ class Metrics:
         self.db_write.observe(result.db_seconds)
         self.last_processed.set(now)
 
+
+
+def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """`histogram.observe` of every amount, one lock per bucket instead of one per amount.
+
+    A batch's latencies were one `observe` per message, ~1.7 µs each (5% of a worker's time
+    per event). prometheus_client has no bulk call, so this adds to the same private
+    `_sum` and `_buckets` that `observe` does (a test checks the two agree): the first
+    bucket whose upper bound is >= the amount.
+    """
+    if not amounts:
+        return
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    for index, count in Tally(bisect.bisect_left(bounds, amount) for amount in amounts).items():
+        histogram._buckets[index].inc(count)
+    histogram._sum.inc(sum(amounts))
