@@ -17,6 +17,7 @@ in turn, so no offset is ever committed past a batch still in flight.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -43,6 +44,8 @@ MAX_FORWARDED_BYTES = 900 * 1024
 #: Read-ahead per partition and per fetch: whole batches arrive in one fetch.
 MAX_PARTITION_FETCH_BYTES = 4 << 20
 FETCH_MAX_BYTES = 16 << 20
+#: Young objects between two collections of the youngest generation (Python's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
 
 
 class CrmConsumer(Service):
@@ -76,6 +79,7 @@ class CrmConsumer(Service):
         )
         self.consumer.subscribe(list(settings.topics.inputs), listener=_Rebalance(self))
         await self.consumer.start()
+        settle_garbage_collector()
 
     async def on_shutdown(self) -> None:
         """After the reading task has stopped (and its batch in flight committed, or given up)."""
@@ -139,6 +143,22 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.service.runtime.rebalancing = False
         self.service.runtime.consuming = True
+
+
+def settle_garbage_collector() -> None:
+    """Keep Python's cycle collector from spending a fifth of the worker's CPU.
+
+    Measured in the benchmark's end-to-end run: with Python's defaults the collector took
+    22% of the worker's batch time, mostly full collections walking the ~half a million
+    objects Faust, aiokafka and friends build at start-up. Those live as long as the
+    process, so they are frozen out of every later collection once the app is up, and the
+    youngest generation is collected every 20,000 objects instead of 700: 6% left. A batch
+    makes few reference cycles (decoded events are untracked msgspec structs), so memory
+    does not grow for it.
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def commit_even_if_stopped(pipeline: Pipeline, batch: Sequence[Message]) -> tuple[BatchResult, bool]:

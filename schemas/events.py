@@ -11,6 +11,10 @@ The same annotations generate the JSON Schema files for publishers
 (`python -m schemas.jsonschema`), so a regex here is written to mean the same in
 Python's `re` (msgspec, the `jsonschema` library) and in ECMA-262 (other validators).
 
+Events and lines are not tracked by Python's cycle collector (`gc=False`): they hold only
+strings, numbers, times and lists of lines, so they can never be part of a reference cycle,
+and a worker keeps tens of thousands of them cached (see `agents.crm.settle_garbage_collector`).
+
 Every string and array accepted is bounded: ids (`sku` and `category` included) are
 1..128 characters, `lines` at most 1000, `offered_categories` at most 100; the other
 strings are enums, a currency code or timestamps. Unknown fields are skipped unread.
@@ -126,7 +130,7 @@ def check_ids(struct: msgspec.Struct, *ids: str) -> None:
                 raise ValueError(f"{name} must not contain control characters (U+{ord(found.group()):04X})")
 
 
-class SaleLine(msgspec.Struct, frozen=True):
+class SaleLine(msgspec.Struct, frozen=True, gc=False):
     """One line of a sale; its amount is quantity x unit_price."""
 
     line_id: Id
@@ -144,7 +148,7 @@ class SaleLine(msgspec.Struct, frozen=True):
         return self.quantity * self.unit_price
 
 
-class RefundLine(msgspec.Struct, frozen=True):
+class RefundLine(msgspec.Struct, frozen=True, gc=False):
     """How many units of one sale line a refund reverses."""
 
     line_id: Id
@@ -154,7 +158,7 @@ class RefundLine(msgspec.Struct, frozen=True):
         check_ids(self, self.line_id)
 
 
-class _Event(msgspec.Struct, frozen=True, tag_field="event_type"):
+class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="event_type"):
     """Fields every event carries (SPEC section 3, common fields)."""
 
     event_id: Id

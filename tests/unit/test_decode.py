@@ -7,6 +7,7 @@ it breaks. Details are msgspec's messages (with the JSON path) or ours, compared
 from __future__ import annotations
 
 import copy
+import gc
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -124,6 +125,14 @@ def test_valid_event_decodes_to_its_model(kind: str) -> None:
     assert type(event) is EVENT_TYPES[kind]
     assert event_type(event) == kind
     assert event.event_id == "ev-1"
+
+
+@pytest.mark.parametrize("kind", list(VALID))
+def test_decoded_events_are_not_tracked_by_the_cycle_collector(kind: str) -> None:
+    """A worker caches tens of thousands of events; the collector must not walk them."""
+    event = decode_event(raw(VALID[kind]))
+    assert not gc.is_tracked(event)
+    assert not any(gc.is_tracked(line) for line in getattr(event, "lines", []))
 
 
 def test_sale_money_is_exact_decimal_from_string_and_number() -> None:
