@@ -60,8 +60,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes for end to end, burst, latency and history, as "
                              "`crmbonus worker --workers N` (default: one per core)")
-    parser.add_argument("--repeats", type=int, help="runs of end to end and raw COPY, the median kept "
-                        "(default 3; smoke 1): a one-second run varies by 10-20%% on a shared machine")
+    parser.add_argument("--repeats", type=int,
+                        help="runs of end to end and raw COPY, taken in turn, the medians kept (default 5; "
+                             "smoke 1): a one-second run varies by 10-20%% on a shared machine, and each "
+                             "e2e / COPY ratio then compares two runs made under the same conditions")
     parser.add_argument("--smoke", action="store_true", help="every measurement tiny; for CI, asserts nothing")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
@@ -78,7 +80,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds or (3.0 if args.smoke else 20.0),
         workers=args.workers,
-        repeats=args.repeats or (1 if args.smoke else 3),
+        repeats=args.repeats or (1 if args.smoke else 5),
     )
     return args, sizes
 
@@ -103,18 +105,28 @@ def main(argv: list[str] | None = None) -> int:
     events = data.demo_events(sizes.events)
     with embedded_stack(args.data_dir) as stack:
         e2e_settings = stack.fresh("e2e")
-        step("e2e", lambda: median_run(sizes.repeats, lambda run: live.burst(
-            e2e_settings if run == 0 else stack.fresh(f"e2e-{run}"), events, sizes.workers)))
+        copy_settings = stack.fresh("copy")
+        rows = raw.copy_records(events, e2e_settings.topics)
+
+        def e2e_run(run: int) -> live.BurstMeasure:
+            return live.burst(e2e_settings if run == 0 else stack.fresh(f"e2e-{run}"), events, sizes.workers)
+
+        def copy_run(_run: int) -> raw.RawMeasure:
+            return raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, True)
+
+        if {"e2e", "copy"} <= only:
+            print(f"[{time.monotonic() - started:6.1f}s] e2e and copy, in turn ...", file=sys.stderr, flush=True)
+            e2e, copy, ratios = paired_runs(sizes.repeats, e2e_run, copy_run)
+            results.figures["e2e"], results.figures["copy"] = e2e.as_dict(), copy.as_dict()
+            results.figures["e2e-copy"] = {"ratio": ratios[len(ratios) // 2], "ratios": ratios}
+        else:
+            step("e2e", lambda: median_run(sizes.repeats, e2e_run))
+            step("copy", lambda: median_run(sizes.repeats, copy_run))
         step("single", lambda: live.burst(stack.fresh("single"), events, 1))
         if "e2e" not in only and only & {"consume", "faust"}:  # the raw readers read what e2e published
             raw.run_publish(e2e_settings, events)
         step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
         step("faust", lambda: faust_ceiling.measure(stack.broker, list(e2e_settings.topics.inputs), len(events)))
-        rows = raw.copy_records(events, e2e_settings.topics)
-        copy_settings = stack.fresh("copy")
-        assert copy_settings.database_url is not None
-        step("copy", lambda: median_run(sizes.repeats, lambda _run: raw.run_copy(
-            copy_settings.database_url or "", rows, e2e_settings.batch_max, True)))
         step("copy-bare", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, False))
         naive = stack.fresh("naive", batch_max=1)
         step("naive", lambda: live.burst(naive, events[:sizes.naive_events]))
@@ -142,13 +154,32 @@ class Rated(Protocol):
 
 
 R = TypeVar("R", bound=Rated)
+S = TypeVar("S", bound=Rated)
 
 
 def median_run(repeats: int, measure: Callable[[int], R]) -> R:
     """Measure `repeats` times; keep the run with the median rate, noting every run's rate."""
-    runs = sorted((measure(run) for run in range(repeats)), key=lambda found: found.rate)
-    chosen = runs[len(runs) // 2]
-    chosen.rates = [found.rate for found in runs]
+    return _median([measure(run) for run in range(repeats)])
+
+
+def paired_runs(repeats: int, first: Callable[[int], R], second: Callable[[int], S]) -> tuple[R, S, list[float]]:
+    """Run `first` and `second` in turn, `repeats` times: the median run of each, and every
+    pair's ratio of rates, sorted.
+
+    This machine's speed drifts by 10-20% within a minute (a slow run is slow in every
+    process: the workers, Postgres and the publisher all spend more CPU on the same work).
+    Two runs made one right after the other see the same machine, so the median of the
+    pairs' ratios is steadier than the ratio of two medians measured minutes apart.
+    """
+    pairs = [(first(run), second(run)) for run in range(repeats)]
+    ratios = sorted(a.rate / b.rate for a, b in pairs)
+    return _median([a for a, _ in pairs]), _median([b for _, b in pairs]), ratios
+
+
+def _median(runs: list[R]) -> R:
+    ordered = sorted(runs, key=lambda found: found.rate)
+    chosen = ordered[len(ordered) // 2]
+    chosen.rates = [found.rate for found in ordered]
     return chosen
 
 
