@@ -31,6 +31,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from agents.crm import settle_garbage_collector
 from benchmarks import data
 from benchmarks.stack import embedded_stack
 from stream import db, ledger, pipeline, rules, settlement, store
@@ -165,6 +166,7 @@ async def drive(database_url: str, batches: list[list[Message]], phases: Phases,
         await db.migrate(pool)
         phases.backend = psutil.Process(await pool.fetchval("SELECT pg_backend_pid()"))
         handler = Pipeline(pool, load_plan(None), "profile")
+        settle_garbage_collector()  # as the worker does once started
         cpu, started = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()

@@ -587,16 +587,26 @@ def can_change_credits(new: Sequence[Event], history: Sequence[Event] | None) ->
     `booked`, which credits nothing (§5.7). Touches only matter for a sale's lines (§5.6),
     so while the customer has no sale, neither kind can change a credit.
     """
-    if all(isinstance(event, Callback) and event.outcome != "offer_made" for event in new):
-        return False
-    if history is None or any(isinstance(event, Sale) for event in history):
+    # Loops rather than any()/all() over generators: this runs for every customer of every batch.
+    for event in new:
+        if not isinstance(event, Callback) or event.outcome == "offer_made":
+            break
+    else:
+        return False  # only callbacks without an offer
+    if history is None:
         return True
-    leads = {event.lead_id for event in history if isinstance(event, LeadHandoff)}
-    return not all(
-        isinstance(event, Callback)
-        or (isinstance(event, LeadHandoff) and event.status == "booked" and event.lead_id not in leads)
-        for event in new
-    )
+    leads: set[str] = set()
+    for event in history:
+        if isinstance(event, Sale):
+            return True
+        if isinstance(event, LeadHandoff):
+            leads.add(event.lead_id)
+    for event in new:
+        if isinstance(event, Callback):
+            continue
+        if not (isinstance(event, LeadHandoff) and event.status == "booked" and event.lead_id not in leads):
+            return True
+    return False
 
 
 def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:

@@ -106,15 +106,18 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
 
 def _first_of_each_id(rows: Sequence[tuple[object, ...]]) -> tuple[list[int], list[int]]:
     """Positions of the first row of each event_id (and sale_id, among sales), and of the rest."""
-    seen: set[object] = set()
+    seen_events: set[object] = set()
+    seen_sales: set[object] = set()
     first: list[int] = []
     repeats: list[int] = []
-    for index, (event_id, _type, _customer, _at, sale_id, *_rest) in enumerate(rows):
-        keys = (event_id,) if sale_id is None else (event_id, ("sale", sale_id))
-        if any(key in seen for key in keys):
+    for index, row in enumerate(rows):
+        event_id, sale_id = row[0], row[4]
+        if event_id in seen_events or (sale_id is not None and sale_id in seen_sales):
             repeats.append(index)
         else:
-            seen.update(keys)
+            seen_events.add(event_id)
+            if sale_id is not None:
+                seen_sales.add(sale_id)
             first.append(index)
     return first, repeats
 
