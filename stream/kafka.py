@@ -21,6 +21,11 @@ from stream.settings import Topics, bootstrap_servers
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 15.0
+#: Largest record batch `publish` builds for one partition. Small enough that a large file
+#: streams out while the rest is still being read (with 1 MB, 30,000 demo events left in
+#: one go at the end: consumers sat idle for the first 0.2 s), large enough to cost no
+#: more CPU per message than 1 MB did (3.8 µs).
+BATCH_BYTES = 64 << 10
 
 
 def _unreachable(broker: str, error: Exception) -> UnreachableError:
@@ -74,7 +79,7 @@ async def publish(
     """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5,
-        max_batch_size=1 << 20, request_timeout_ms=30_000,
+        max_batch_size=BATCH_BYTES, request_timeout_ms=30_000,
     )
     try:
         await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
