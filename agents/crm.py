@@ -17,7 +17,6 @@ in turn, so no offset is ever committed past a batch still in flight.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from mode import Service
 
 from stream.kafka import ensure_topics
+from stream.memory import return_free_memory, settle_garbage_collector
 from stream.pipeline import BatchResult, Pipeline
 from stream.settings import bootstrap_servers
 from stream.store import DeadLetter, Message
@@ -48,8 +48,6 @@ FETCH_MAX_BYTES = 16 << 20
 #: 500 ms, and the embedded broker held fetches that long even as records arrived: a burst
 #: into an idle worker was first read ~0.3 s after it began (measured, 18 partitions).
 FETCH_MAX_WAIT_MS = 50
-#: Young objects between two collections of the youngest generation (Python's default is 700).
-GC_YOUNG_THRESHOLD = 20_000
 
 
 class CrmConsumer(Service):
@@ -112,6 +110,7 @@ class CrmConsumer(Service):
         finally:
             self.idle.set()
         self.runtime.batch_done(result, batch)
+        return_free_memory()
         await self.commit_offsets(result.next_offsets)
         if stopping:
             raise asyncio.CancelledError
@@ -148,22 +147,6 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.service.runtime.rebalancing = False
         self.service.runtime.consuming = True
-
-
-def settle_garbage_collector() -> None:
-    """Keep Python's cycle collector from spending a fifth of the worker's CPU.
-
-    Measured in the benchmark's end-to-end run: with Python's defaults the collector took
-    22% of the worker's batch time, mostly full collections walking the ~half a million
-    objects Faust, aiokafka and friends build at start-up. Those live as long as the
-    process, so they are frozen out of every later collection once the app is up, and the
-    youngest generation is collected every 20,000 objects instead of 700: 6% left. A batch
-    makes few reference cycles (decoded events are untracked msgspec structs), so memory
-    does not grow for it.
-    """
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def commit_even_if_stopped(pipeline: Pipeline, batch: Sequence[Message]) -> tuple[BatchResult, bool]:

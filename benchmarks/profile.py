@@ -31,10 +31,10 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from agents.crm import settle_garbage_collector
 from benchmarks import data
 from benchmarks.stack import embedded_stack
 from stream import db, ledger, pipeline, rules, settlement, store
+from stream.memory import settle_garbage_collector
 from stream.pipeline import Pipeline
 from stream.plan import load_plan
 from stream.publishing import to_outgoing

@@ -13,7 +13,7 @@ Python's `re` (msgspec, the `jsonschema` library) and in ECMA-262 (other validat
 
 Events and lines are not tracked by Python's cycle collector (`gc=False`): they hold only
 strings, numbers, times and lists of lines, so they can never be part of a reference cycle,
-and a worker keeps tens of thousands of them cached (see `agents.crm.settle_garbage_collector`).
+and a worker keeps tens of thousands of them cached (see `stream.memory.settle_garbage_collector`).
 
 Every string and array accepted is bounded: ids (`sku` and `category` included) are
 1..128 characters, `lines` at most 1000, `offered_categories` at most 100; the other
