@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from faust.exceptions import NotReady
 from mode import Service
 
 from stream.kafka import ensure_topics
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 5.0
 #: Kafka's default message limit is 1 MB; a longer dead letter is cut on the topic (not in Postgres).
 MAX_FORWARDED_BYTES = 900 * 1024
+#: How long a dead letter waits for the app's producer to finish starting (tries x seconds).
+PRODUCER_START_WAIT_TRIES = 100
+PRODUCER_START_WAIT_S = 0.1
 #: Read-ahead per partition and per fetch: whole batches arrive in one fetch.
 MAX_PARTITION_FETCH_BYTES = 4 << 20
 FETCH_MAX_BYTES = 16 << 20
@@ -109,13 +113,15 @@ class CrmConsumer(Service):
             result, stopping = await commit_even_if_stopped(self.runtime.pipeline, batch)
         finally:
             self.idle.set()
-        self.runtime.batch_done(result, batch)
-        return_free_memory()
-        await self.commit_offsets(result.next_offsets)
-        if stopping:
-            raise asyncio.CancelledError
+        # Dead letters first: `batch_done` may end a `replay` (caught up), and a stopping worker
+        # still has its grace period; either way they must be on the topic before it exits.
         for letter in result.new_dead_letters:
             await forward(self.dead_letters, letter)
+        self.runtime.batch_done(result, batch)
+        await self.commit_offsets(result.next_offsets)
+        return_free_memory()
+        if stopping:
+            raise asyncio.CancelledError
 
     async def commit_offsets(self, next_offsets: dict[tuple[str, int], int]) -> None:
         """Tell Kafka where to resume. Best effort: Postgres holds the progress that counts."""
@@ -179,8 +185,15 @@ async def forward(topic: faust.TopicT, letter: DeadLetter) -> None:
     value = letter.message.value
     cut = len(value) > MAX_FORWARDED_BYTES
     try:
-        await topic.send(key=letter.message.key, value=value[:MAX_FORWARDED_BYTES] if cut else value,
-                         headers=headers(letter, original_size=len(value) if cut else None))
+        for attempt in range(PRODUCER_START_WAIT_TRIES):
+            try:
+                await topic.send(key=letter.message.key, value=value[:MAX_FORWARDED_BYTES] if cut else value,
+                                 headers=headers(letter, original_size=len(value) if cut else None))
+                return
+            except NotReady:  # the app's producer is still starting: a backlog's first batch can be quicker
+                if attempt + 1 == PRODUCER_START_WAIT_TRIES:
+                    raise
+                await asyncio.sleep(PRODUCER_START_WAIT_S)
     except Exception:  # the producer refusing one record must not stop the consumer
         logger.exception("dead letter %s:%d:%d not forwarded to %s (it is in the dead_letters table)",
                          letter.message.topic, letter.message.partition, letter.message.offset, topic)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from stream.embedded import embedded_broker
+from stream.settings import DEFAULT_TOPIC_PREFIX, Topics, bootstrap_servers
 from tests.examples import EXAMPLES
 from tests.integration.conftest import crmbonus, read_csv, running, snapshot
 
@@ -88,3 +91,25 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     done = crmbonus("replay", str(tmp_path / "nope.jsonl"), data_dir=tmp_path, check=False)
     assert done.returncode == 2
     assert f"cannot read {tmp_path / 'nope.jsonl'}" in done.stderr
+
+
+async def test_every_dead_letter_is_forwarded_to_the_dead_letter_topic(pg_url: str, tmp_path: Path) -> None:
+    """SPEC section 2: each dead letter also goes to the dead-letter topic, with its reason.
+
+    `replay` starts its worker on a backlog, so the first batch (these dead letters among
+    it) is read at once; the dead-letter producer must be up by the time it is forwarded.
+    """
+    path = write(tmp_path / "mixed.jsonl", [*MONTH, *(raw for raw, _, _ in INVALID)])
+    topic = Topics.with_prefix(DEFAULT_TOPIC_PREFIX).dead_letters
+    with embedded_broker(tmp_path / "external", fresh=True, announce=False) as broker:
+        crmbonus("replay", str(path), "--broker", broker, "--database-url", pg_url, data_dir=tmp_path)
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers(broker),
+                                    auto_offset_reset="earliest", consumer_timeout_ms=1000)
+        await consumer.start()
+        try:
+            found: list[tuple[str, bytes]] = []
+            for records in (await consumer.getmany(timeout_ms=5000)).values():
+                found += [(dict(r.headers)["reason"].decode(), r.value or b"") for r in records]
+        finally:
+            await consumer.stop()
+    assert sorted(found) == sorted((reason, raw) for raw, _, reason in INVALID)
