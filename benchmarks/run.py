@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.monotonic() - started:6.1f}s] e2e and copy, in turn ...", file=sys.stderr, flush=True)
             e2e, copy, ratios = paired_runs(sizes.repeats, e2e_run, copy_run)
             results.figures["e2e"], results.figures["copy"] = e2e.as_dict(), copy.as_dict()
-            results.figures["e2e-copy"] = {"ratio": ratios[len(ratios) // 2], "ratios": ratios}
+            results.figures["e2e-copy"] = {"ratio": statistics.median(ratios), "ratios": ratios}
         else:
             step("e2e", lambda: median_run(sizes.repeats, e2e_run))
             step("copy", lambda: median_run(sizes.repeats, copy_run))
@@ -130,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         step("copy-bare", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, False))
         naive = stack.fresh("naive", batch_max=1)
         step("naive", lambda: live.burst(naive, events[:sizes.naive_events]))
-        step("replay", lambda: replayed.measure(events, stack.fresh("replay"), plan))
         for length in HISTORY_LENGTHS:
             step(f"history-{length}", functools.partial(
                 live.burst, stack.fresh(f"history{length}"),
@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         steady_events = data.demo_events(int(sizes.latency_rate * sizes.latency_seconds), month="2026-10")
         step("latency", lambda: live.steady(stack.fresh("latency"), steady_events, sizes.latency_rate,
                                             sizes.workers))
+        # last: it runs the worker inside this process, which then keeps the worker's
+        # collector settings (stream/memory.py); the steps above publish from a plain process
+        step("replay", lambda: replayed.measure(events, stack.fresh("replay"), plan))
     results.meta["seconds"] = round(time.monotonic() - started, 1)
     render(results)
     if args.json:
@@ -163,22 +166,33 @@ def median_run(repeats: int, measure: Callable[[int], R]) -> R:
 
 
 def paired_runs(repeats: int, first: Callable[[int], R], second: Callable[[int], S]) -> tuple[R, S, list[float]]:
-    """Run `first` and `second` in turn, `repeats` times: the median run of each, and every
-    pair's ratio of rates, sorted.
+    """Run `first` and `second` in turn, `repeats` times, alternating which goes first: the
+    median run of each, and every pair's ratio of rates, sorted.
 
     This machine's speed drifts by 10-20% within a minute (a slow run is slow in every
     process: the workers, Postgres and the publisher all spend more CPU on the same work).
     Two runs made one right after the other see the same machine, so the median of the
     pairs' ratios is steadier than the ratio of two medians measured minutes apart.
     """
-    pairs = [(first(run), second(run)) for run in range(repeats)]
+    pairs = [_in_turn(run, first, second) for run in range(repeats)]
     ratios = sorted(a.rate / b.rate for a, b in pairs)
     return _median([a for a, _ in pairs]), _median([b for _, b in pairs]), ratios
 
 
+def _in_turn(run: int, first: Callable[[int], R], second: Callable[[int], S]) -> tuple[R, S]:
+    """One pair, in alternating order: whichever runs second inherits the other's aftermath
+    (Postgres flushing its pages, the workers exiting), so neither always does."""
+    if run % 2 == 0:
+        a = first(run)
+        return a, second(run)
+    b = second(run)
+    return first(run), b
+
+
 def _median(runs: list[R]) -> R:
+    """The run with the median rate (of an even number, the lower of the middle two)."""
     ordered = sorted(runs, key=lambda found: found.rate)
-    chosen = ordered[len(ordered) // 2]
+    chosen = ordered[(len(ordered) - 1) // 2]
     chosen.rates = [found.rate for found in ordered]
     return chosen
 

@@ -26,14 +26,21 @@ def settle_garbage_collector() -> None:
     makes few reference cycles (decoded events are untracked msgspec structs), so memory
     does not grow for it.
     """
+    gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-#: glibc's `malloc_trim`, looked up among the symbols the interpreter already has loaded;
-#: None where the C library has no such function (musl, macOS).
-_TRIM: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim` among the symbols the interpreter has loaded; None without glibc."""
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):  # no C library to open this way (Windows)
+        return None
+
+
+_TRIM = _find_malloc_trim()
 
 
 def return_free_memory() -> None:
