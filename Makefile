@@ -38,7 +38,7 @@ test: setup system-deps lint ## lint, then every test (unit, integration, faults
 unit: setup ## the unit tests only (seconds)
 	$(PY) -m pytest tests/unit
 
-bench: setup ## the throughput/latency/RSS benchmark of issue 6 (~3 min), prints the table
+bench: setup ## the throughput/latency/RSS benchmark of issue 6 (~2.5 min), prints the table
 	$(PY) -m benchmarks.run
 
 bench-smoke: setup ## every benchmark measurement, tiny (CI; figures printed, nothing asserted)

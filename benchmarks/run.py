@@ -1,6 +1,6 @@
 """`python -m benchmarks.run`: the table of issue 6, measured in one run on the embedded stack.
 
-    python -m benchmarks.run                  # default sizes, about 5 minutes on 2 cores
+    python -m benchmarks.run                  # default sizes, about 2.5 minutes on 2 cores
     python -m benchmarks.run --smoke          # every measurement tiny, for CI (< 2 minutes)
     python -m benchmarks.run --json out.json  # also write every figure as JSON
 
