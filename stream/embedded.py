@@ -30,10 +30,21 @@ BROKER_STATE_FILE = "broker.json"
 START_TIMEOUT_S = 15.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(count: int = 1) -> int:
+    """A port that is free now, with the `count - 1` ports after it (worker i of `--workers N`
+    serves HTTP on the web port + i; a port next to a free one may well be taken)."""
+    for _ in range(100):
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("", 0))
+            base = int(first.getsockname()[1])
+            try:
+                for port in range(base + 1, base + count):
+                    held.enter_context(socket.socket()).bind(("", port))
+            except OSError:
+                continue
+            return base
+    raise CrmbonusError(f"found no {count} free consecutive ports")
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

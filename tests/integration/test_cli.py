@@ -94,7 +94,7 @@ async def test_leaderboard_command_prints_the_ranking(pg_url: str, tmp_path: Pat
 
 async def test_worker_processes_share_the_group_and_stop_together(pg_url: str, tmp_path: Path) -> None:
     """`worker --workers 2`: both serve /health, the month lands once, SIGTERM stops both with exit 0."""
-    port = free_port()
+    port = free_port(2)
     parent = start_worker("--workers", "2", "--web-port", str(port), "--database-url", pg_url, data_dir=tmp_path)
     tree = psutil.Process(parent.pid)
     try:
@@ -113,7 +113,7 @@ async def test_worker_processes_share_the_group_and_stop_together(pg_url: str, t
 
 
 def test_worker_processes_stop_when_their_supervisor_is_killed(pg_url: str, tmp_path: Path) -> None:
-    parent = start_worker("--workers", "2", "--web-port", str(free_port()), "--database-url", pg_url,
+    parent = start_worker("--workers", "2", "--web-port", str(free_port(2)), "--database-url", pg_url,
                           data_dir=tmp_path)
     descendants: list[psutil.Process] = []
     try:
