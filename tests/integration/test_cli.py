@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,7 +24,7 @@ from stream.kafka import Outgoing, ensure_topics, publish
 from stream.publishing import read_lines, to_outgoing
 from stream.settings import Topics, bootstrap_servers
 from tests.examples import EXAMPLES, ROOT
-from tests.integration.conftest import crmbonus, read_csv, running
+from tests.integration.conftest import crmbonus, get, read_csv, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +97,8 @@ async def test_worker_processes_share_the_group_and_stop_together(pg_url: str, t
     tree = psutil.Process(parent.pid)
     try:
         for worker_port in (port, port + 1):
-            await wait_for(lambda p=worker_port: http_status(f"http://127.0.0.1:{p}/health") == 200, 60)
+            wait_for(lambda p=worker_port: get(f"http://127.0.0.1:{p}/health")[0] == 200,
+                     f"worker /health on port {worker_port} to answer 200")
         crmbonus("publish", str(EXAMPLES / "month.jsonl"), data_dir=tmp_path)  # to the workers' embedded broker
         expected = read_csv(EXAMPLES / "expected_running_after_month.csv")
         await wait_for_async(lambda: running(pg_url), expected, 60)
@@ -149,23 +148,6 @@ def start_worker(*args: str, data_dir: Path) -> subprocess.Popen[bytes]:
 def terminate(process: subprocess.Popen[bytes]) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(60)
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not true after {timeout} s"
-        await asyncio.sleep(0.2)
 
 
 async def wait_for_async(read: Callable[[], Awaitable[object]], expected: object, timeout: float) -> None:
