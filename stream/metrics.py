@@ -91,7 +91,6 @@ class Metrics:
         self.last_processed.set(now)
 
 
-
 def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
     """`histogram.observe` of every amount, one lock per bucket instead of one per amount.
 
