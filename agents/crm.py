@@ -27,11 +27,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faust.exceptions import NotReady
 from mode import Service
 
+from schemas.messages import DeadLetter, Message
 from stream.kafka import ensure_topics
 from stream.memory import return_free_memory, settle_garbage_collector
 from stream.pipeline import BatchResult, Pipeline
 from stream.settings import bootstrap_servers
-from stream.store import DeadLetter, Message
 
 if TYPE_CHECKING:
     from stream.app import GroupTiming, Runtime

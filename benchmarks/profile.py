@@ -33,13 +33,13 @@ from rich.table import Table
 
 from benchmarks import data
 from benchmarks.stack import embedded_stack
+from schemas.messages import Message
 from stream import db, ledger, pipeline, rules, settlement, store
 from stream.memory import settle_garbage_collector
 from stream.pipeline import Pipeline
 from stream.plan import load_plan
 from stream.publishing import to_outgoing
 from stream.settings import Topics
-from stream.store import Message
 
 
 @dataclass

@@ -13,11 +13,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
+from schemas.messages import Message
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
 from stream.replay import ReplayProgress, process
 from stream.settings import Settings
-from stream.store import Message
 
 
 @dataclass

@@ -16,12 +16,12 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from mode import Service
 
+from schemas.messages import Message
 from stream import db, web
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
 from stream.settings import Settings
-from stream.store import Message
 
 logger = logging.getLogger(__name__)
 

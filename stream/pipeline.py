@@ -17,9 +17,9 @@ import asyncpg
 
 from schemas.decode import InvalidEvent, decode_event
 from schemas.events import Event, event_type
+from schemas.messages import DeadLetter, Decoded, Message
 from stream import ledger, settlement, store
 from stream.plan import Plan
-from stream.store import DeadLetter, Decoded, Message
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from schemas.messages import Message
 from stream import db
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import load_plan
 from stream.settlement import Settlement, settle
-from stream.store import Message
 from tests.examples import ROOT
 
 RUNNING_COLUMNS = ("period", "person_id", "role", "cross_sell_count", "cross_sell_amount",
