@@ -9,6 +9,11 @@ names the key, never pay by a silent default. Hence:
   float (``rate = 0.3``) is binary and inexact, so it is refused with a hint to quote it;
 - days and counts are non-negative TOML integers; a day is an exact 24-hour `timedelta`.
 
+The shape of the file (which keys, which types) is declared once, as the msgspec structs
+below, and checked by `msgspec.convert`; a key that becomes optional gets a default there and
+nothing else changes. What a type cannot say (tiers sorted, the share within 0..1, a known
+time zone, ...) is checked afterwards, on the typed document.
+
 Every refusal is a `PlanError` reading ``plan <source>: <key path>: <what is wrong>``, where
 the key path is dotted with zero-based list indices, e.g. ``cross_sell.tiers[1].up_to``.
 """
@@ -17,14 +22,19 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import tomllib
+import types
+import typing
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from stream.errors import PlanError
 
@@ -32,20 +42,6 @@ DEFAULT_PLAN_PATH: pathlib.Path = pathlib.Path(__file__).resolve().parent.parent
 
 #: SPEC §5.6: how the telemarketer share of a cross-sell line is attributed.
 ATTRIBUTION_MODELS = ("last_touch", "first_touch", "linear")
-
-_TOP_KEYS = (
-    "version",
-    "timezone",
-    "attribution_window_days",
-    "attribution_model",
-    "telemarketer_share",
-    "clawback_days",
-    "cross_sell",
-    "appointments",
-)
-_CROSS_SELL_KEYS = ("min_count", "tiers", "matrix")
-_APPOINTMENT_KEYS = ("held_credit", "conversion_bonus", "conversion_window_days")
-_TIER_KEYS = ("up_to", "rate")
 
 
 @dataclass(frozen=True)
@@ -77,15 +73,6 @@ class Plan:
     conversion_window: timedelta
 
 
-class _Invalid(Exception):
-    """A rule broken at `key`; `parse_plan` turns it into a `PlanError` naming the source."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
-        self.key = key
-        self.problem = problem
-
-
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
     """Read and validate the plan at `path` (default: the shipped `deploy/plans/default.toml`)."""
     plan_path = DEFAULT_PLAN_PATH if path is None else pathlib.Path(path)
@@ -103,127 +90,238 @@ def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
 def parse_plan(text: str, source: str = "<plan>") -> Plan:
     """Parse TOML `text` into a `Plan`, refusing anything SPEC §4 does not allow."""
     try:
-        document = tomllib.loads(text)
+        document = tomllib.loads(text, parse_float=_TomlFloat.parse)
     except tomllib.TOMLDecodeError as error:
         raise PlanError(f"plan {source}: not valid TOML: {error}") from error
     try:
-        return _build(document)
+        shaped = msgspec.convert(document, _Document)
+    except msgspec.ValidationError as error:
+        invalid = _explain(error, document)
+        raise PlanError(f"plan {source}: {invalid.key}: {invalid.problem}") from None
+    try:
+        return _plan(shaped, document)
     except _Invalid as error:
         raise PlanError(f"plan {source}: {error.key}: {error.problem}") from None
 
 
-def _build(doc: dict[str, Any]) -> Plan:
-    _refuse_unknown(doc, _TOP_KEYS, "")
-    cross_sell = _table(doc, "cross_sell", "cross_sell")
-    _refuse_unknown(cross_sell, _CROSS_SELL_KEYS, "cross_sell.")
-    appointments = _table(doc, "appointments", "appointments")
-    _refuse_unknown(appointments, _APPOINTMENT_KEYS, "appointments.")
-    timezone = _string(doc, "timezone", "timezone")
-    return Plan(
-        version=_string(doc, "version", "version"),
-        timezone=timezone,
-        zone=_zone(timezone, "timezone"),
-        attribution_window=_days(doc, "attribution_window_days", "attribution_window_days"),
-        attribution_model=_model(doc),
-        telemarketer_share=_share(doc, "telemarketer_share", "telemarketer_share"),
-        clawback=_days(doc, "clawback_days", "clawback_days"),
-        min_count=_count(cross_sell, "min_count", "cross_sell.min_count"),
-        tiers=_tiers(cross_sell),
-        matrix=_matrix(cross_sell),
-        held_credit=_money(appointments, "held_credit", "appointments.held_credit"),
-        conversion_bonus=_money(appointments, "conversion_bonus", "appointments.conversion_bonus"),
-        conversion_window=_days(appointments, "conversion_window_days", "appointments.conversion_window_days"),
-    )
+# -- the shape of the file ------------------------------------------------------------------
+#
+# Each TOML table is a struct: a field without a default is a required key, and a key with
+# no field is refused (forbid_unknown_fields). kw_only lets a key made optional with a default
+# stand anywhere, in the order the file documents it. msgspec does not inherit kw_only, hence
+# the options on every struct rather than on a common base.
+#
+# A refusal of a type reads "must be <its description>, got <what the file has>", so each
+# description states the whole rule of its type ("non-empty" included).
+
+_Text = Annotated[str, msgspec.Meta(min_length=1, description="a non-empty string")]
+_Count = Annotated[int, msgspec.Meta(ge=0, description="a whole number (TOML integer)")]
+_Exact = Annotated[Decimal, msgspec.Meta(description='a decimal string such as "0.30"')]
+_Category = Annotated[str, msgspec.Meta(min_length=1, description="a category name")]
 
 
-# -- structure ------------------------------------------------------------------------------
+class _TierEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    # Optional for the type, because the last tier has none; `_tiers` requires it elsewhere.
+    up_to: _Exact | None = None
+    rate: _Exact
 
 
-def _refuse_unknown(table: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
-    """A key SPEC §4 does not know is most likely a typo of one it does: refuse it."""
-    for key in table:
-        if key not in known:
-            raise _Invalid(f"{prefix}{key}", f"unknown key; expected one of {', '.join(known)}")
+class _CrossSell(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    min_count: _Count
+    tiers: Annotated[
+        tuple[Annotated[_TierEntry, msgspec.Meta(description="a table { up_to = ..., rate = ... }")], ...],
+        msgspec.Meta(min_length=1, description="a non-empty array of tables"),
+    ]
+    matrix: dict[str, Annotated[frozenset[_Category], msgspec.Meta(description="an array of category names")]]
 
 
-def _require(table: Mapping[str, Any], key: str, path: str) -> Any:
-    if key not in table:
-        raise _Invalid(path, "missing required key")
-    return table[key]
+class _Appointments(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    held_credit: _Exact
+    conversion_bonus: _Exact
+    conversion_window_days: _Count
 
 
-def _table(table: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = _require(table, key, path)
-    if not isinstance(value, dict):
-        raise _Invalid(path, f"must be a table, got {_kind(value)}")
-    return value
+class _Document(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    version: _Text
+    timezone: _Text
+    attribution_window_days: _Count
+    attribution_model: _Text
+    telemarketer_share: _Exact
+    clawback_days: _Count
+    cross_sell: _CrossSell
+    appointments: _Appointments
+
+
+@dataclass(frozen=True)
+class _TomlFloat:
+    """A TOML float, kept from being a `float`: msgspec would quietly take a float for a `Decimal`.
+
+    As an object of no type msgspec knows, it is refused wherever it stands, in msgspec's own
+    walk of the document, and `_explain` gives the hint to quote it.
+    """
+
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> _TomlFloat:
+        return cls(float(text))
+
+
+# -- msgspec's refusal, in the plan's words -------------------------------------------------
+
+_UNKNOWN = re.compile(r"Object contains unknown field `(.*)`", re.DOTALL)
+_MISSING = re.compile(r"Object missing required field `(.*)`", re.DOTALL)
+#: a step of msgspec's path: `.field`, `[index]`, or `[...]` for a key of a dict, which
+#: msgspec leaves out (the matrix's anchors); `_resolve` finds it again.
+_STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
+
+
+class _Invalid(Exception):
+    """A rule broken at `key`; `parse_plan` turns it into a `PlanError` naming the source."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def _explain(error: msgspec.ValidationError, document: dict[str, Any]) -> _Invalid:
+    """msgspec says ``<problem> - at `$.a.b[1]```; the plan says ``a.b[1]: <problem>``."""
+    message = str(error)
+    problem, at, where = message.rpartition(" - at `$")
+    if not at:
+        problem, where = message, ""
+    key, value, shape = _resolve(document, where.removesuffix("`"))
+    if match := _UNKNOWN.fullmatch(problem):
+        known = ", ".join(info.encode_name for info in msgspec.structs.fields(_bare(shape)[0]))
+        return _Invalid(_join(key, match[1]), f"unknown key; expected one of {known}")
+    if match := _MISSING.fullmatch(problem):
+        return _Invalid(_join(key, match[1]), "missing required key")
+    return _Invalid(key, _wrong(value, shape, problem))
+
+
+def _resolve(document: dict[str, Any], where: str) -> tuple[str, Any, Any]:
+    """The dotted key, the value in the file, and the declared type at msgspec's path `where`."""
+    key = ""
+    value: Any = document
+    shape: Any = _Document
+    for name, index in _STEP.findall(where):
+        bare = _bare(shape)[0]
+        if name:
+            shape = {info.encode_name: info.type for info in msgspec.structs.fields(bare)}[name]
+            key, value = _join(key, name), value[name]
+        elif index == "...":
+            shape = typing.get_args(bare)[1]
+            anchor = next((k for k, v in value.items() if not _fits(v, shape)), "...")
+            key, value = _join(key, anchor), value.get(anchor)
+        else:
+            shape = typing.get_args(bare)[0]
+            key, value = f"{key}[{index}]", value[int(index)]
+    return key, value, shape
+
+
+def _fits(value: object, shape: Any) -> bool:
+    """Whether `value` converts to `shape`: how `_resolve` finds the dict entry msgspec refused."""
+    try:
+        msgspec.convert(value, shape)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _bare(shape: Any) -> tuple[Any, list[msgspec.Meta]]:
+    """`shape` without `Annotated` and `| None`, and the `msgspec.Meta` they carried (outer first)."""
+    metas: list[msgspec.Meta] = []
+    while True:
+        origin = typing.get_origin(shape)
+        if origin is Annotated:
+            metas.extend(meta for meta in shape.__metadata__ if isinstance(meta, msgspec.Meta))
+            shape = typing.get_args(shape)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [member for member in typing.get_args(shape) if member is not type(None)]
+            if len(members) != 1:
+                return shape, metas
+            shape = members[0]
+        else:
+            return shape, metas
+
+
+def _wrong(value: object, shape: Any, problem: str) -> str:
+    """Why `value` is not of `shape`, as the plan words it (msgspec's `problem` as a fallback)."""
+    bare, metas = _bare(shape)
+    if bare is Decimal and isinstance(value, _TomlFloat):
+        number = value.value
+        return f'TOML float {number!r} is inexact binary; quote it as a string, e.g. "{number}"'
+    if bare is Decimal and isinstance(value, str):
+        return f"not a decimal number: {value!r}"
+    if type(value) is int and any(meta.ge == 0 for meta in metas) and value < 0:
+        return f"must not be negative, got {value}"
+    description = next((meta.description for meta in metas if meta.description), None)
+    if description is None and (bare is dict or typing.get_origin(bare) is dict or _is_table(bare)):
+        description = "a table"
+    if description is None:
+        return problem
+    return f"must be {description}, got {_kind(value)}"
+
+
+def _is_table(shape: Any) -> bool:
+    return isinstance(shape, type) and issubclass(shape, msgspec.Struct)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
 
 
 def _kind(value: object) -> str:
     """The TOML name of a value's type, for messages."""
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    names = {bool: "a boolean", int: "an integer", float: "a float", _TomlFloat: "a float", str: "a string"}
     names |= {list: "an array", dict: "a table"}
     return names.get(type(value), type(value).__name__)
 
 
-# -- scalars --------------------------------------------------------------------------------
+# -- what a type cannot say -----------------------------------------------------------------
 
 
-def _string(table: Mapping[str, Any], key: str, path: str) -> str:
-    value = _require(table, key, path)
-    if not isinstance(value, str) or not value:
-        raise _Invalid(path, f"must be a non-empty string, got {_kind(value)}")
-    return value
+def _plan(shaped: _Document, document: dict[str, Any]) -> Plan:
+    """The typed document as a `Plan`, once the rules that are not types hold (in file order)."""
+    cross_sell, appointments = shaped.cross_sell, shaped.appointments
+    return Plan(
+        version=shaped.version,
+        timezone=shaped.timezone,
+        zone=_zone(shaped.timezone, "timezone"),
+        attribution_window=timedelta(days=shaped.attribution_window_days),
+        attribution_model=_model(shaped.attribution_model),
+        telemarketer_share=_share(shaped.telemarketer_share, "telemarketer_share", document),
+        clawback=timedelta(days=shaped.clawback_days),
+        min_count=cross_sell.min_count,
+        tiers=_tiers(cross_sell.tiers, document),
+        matrix=_matrix(cross_sell.matrix),
+        held_credit=_money(appointments.held_credit, "appointments.held_credit", document),
+        conversion_bonus=_money(appointments.conversion_bonus, "appointments.conversion_bonus", document),
+        conversion_window=timedelta(days=appointments.conversion_window_days),
+    )
 
 
-def _count(table: Mapping[str, Any], key: str, path: str) -> int:
-    value = _require(table, key, path)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(path, f"must be a whole number (TOML integer), got {_kind(value)}")
-    if value < 0:
-        raise _Invalid(path, f"must not be negative, got {value}")
-    return value
-
-
-def _days(table: Mapping[str, Any], key: str, path: str) -> timedelta:
-    """SPEC §4: days are exact 24-hour durations."""
-    return timedelta(days=_count(table, key, path))
-
-
-def _decimal(value: object, path: str) -> Decimal:
-    """An exact decimal from a TOML string or integer; a TOML float is refused as inexact."""
-    if isinstance(value, float):
-        raise _Invalid(
-            path,
-            f'TOML float {value!r} is inexact binary; quote it as a string, e.g. "{value}"',
-        )
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _Invalid(path, f'must be a decimal string such as "0.30", got {_kind(value)}')
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise _Invalid(path, f"not a decimal number: {value!r}") from None
+def _finite(number: Decimal, key: str, document: dict[str, Any]) -> Decimal:
+    """``"Infinity"`` and ``"NaN"`` are decimal strings, but no amount; quoted as the file spells them."""
     if not number.is_finite():
-        raise _Invalid(path, f"must be a finite number, got {value!r}")
+        raise _Invalid(key, f"must be a finite number, got {_resolve(document, '.' + key)[1]!r}")
     return number
 
 
-def _money(table: Mapping[str, Any], key: str, path: str) -> Decimal:
-    number = _decimal(_require(table, key, path), path)
-    if number < 0:
-        raise _Invalid(path, f"must not be negative, got {number}")
+def _money(number: Decimal, key: str, document: dict[str, Any]) -> Decimal:
+    if _finite(number, key, document) < 0:
+        raise _Invalid(key, f"must not be negative, got {number}")
     return number
 
 
-def _share(table: Mapping[str, Any], key: str, path: str) -> Decimal:
-    number = _decimal(_require(table, key, path), path)
-    if not 0 <= number <= 1:
-        raise _Invalid(path, f"must be between 0 and 1, got {number}")
+def _share(number: Decimal, key: str, document: dict[str, Any]) -> Decimal:
+    if not 0 <= _finite(number, key, document) <= 1:
+        raise _Invalid(key, f"must be between 0 and 1, got {number}")
     return number
 
 
-def _model(doc: Mapping[str, Any]) -> str:
-    model = _string(doc, "attribution_model", "attribution_model")
+def _model(model: str) -> str:
     if model not in ATTRIBUTION_MODELS:
         raise _Invalid(
             "attribution_model",
@@ -232,61 +330,40 @@ def _model(doc: Mapping[str, Any]) -> str:
     return model
 
 
-def _zone(name: str, path: str) -> zoneinfo.ZoneInfo:
+def _zone(name: str, key: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        raise _Invalid(path, f"unknown IANA time zone {name!r}") from None
+        raise _Invalid(key, f"unknown IANA time zone {name!r}") from None
 
 
-# -- cross_sell.tiers and cross_sell.matrix -------------------------------------------------
-
-
-def _tiers(cross_sell: Mapping[str, Any]) -> tuple[Tier, ...]:
+def _tiers(entries: tuple[_TierEntry, ...], document: dict[str, Any]) -> tuple[Tier, ...]:
     """SPEC §4: marginal bands, sorted ascending by `up_to`; only the last is open-ended."""
-    raw = _require(cross_sell, "tiers", "cross_sell.tiers")
-    if not isinstance(raw, list) or not raw:
-        raise _Invalid("cross_sell.tiers", f"must be a non-empty array of tables, got {_kind(raw)}")
     tiers: list[Tier] = []
-    for index, item in enumerate(raw):
-        tiers.append(_tier(item, index, last=index == len(raw) - 1, previous=tiers))
+    for index, entry in enumerate(entries):
+        key = f"cross_sell.tiers[{index}]"
+        rate = _money(entry.rate, f"{key}.rate", document)
+        if index == len(entries) - 1:
+            if entry.up_to is not None:
+                raise _Invalid(f"{key}.up_to", "the last tier must not have up_to (it is open-ended)")
+            tiers.append(Tier(up_to=None, rate=rate))
+            continue
+        if entry.up_to is None:
+            raise _Invalid(f"{key}.up_to", "missing required key (only the last tier has no up_to)")
+        up_to = _money(entry.up_to, f"{key}.up_to", document)
+        if tiers and tiers[-1].up_to is not None and up_to <= tiers[-1].up_to:
+            raise _Invalid(
+                f"{key}.up_to",
+                f"tiers must be sorted ascending by up_to: {up_to} is not above "
+                f"cross_sell.tiers[{index - 1}].up_to = {tiers[-1].up_to}",
+            )
+        tiers.append(Tier(up_to=up_to, rate=rate))
     return tuple(tiers)
 
 
-def _tier(item: object, index: int, *, last: bool, previous: list[Tier]) -> Tier:
-    path = f"cross_sell.tiers[{index}]"
-    if not isinstance(item, dict):
-        raise _Invalid(path, f"must be a table {{ up_to = ..., rate = ... }}, got {_kind(item)}")
-    _refuse_unknown(item, _TIER_KEYS, f"{path}.")
-    rate = _money(item, "rate", f"{path}.rate")
-    if last:
-        if "up_to" in item:
-            raise _Invalid(f"{path}.up_to", "the last tier must not have up_to (it is open-ended)")
-        return Tier(up_to=None, rate=rate)
-    if "up_to" not in item:
-        raise _Invalid(f"{path}.up_to", "missing required key (only the last tier has no up_to)")
-    up_to = _money(item, "up_to", f"{path}.up_to")
-    if previous and previous[-1].up_to is not None and up_to <= previous[-1].up_to:
-        raise _Invalid(
-            f"{path}.up_to",
-            f"tiers must be sorted ascending by up_to: {up_to} is not above "
-            f"cross_sell.tiers[{index - 1}].up_to = {previous[-1].up_to}",
-        )
-    return Tier(up_to=up_to, rate=rate)
-
-
-def _matrix(cross_sell: Mapping[str, Any]) -> Mapping[str, frozenset[str]]:
+def _matrix(matrix: dict[str, frozenset[str]]) -> Mapping[str, frozenset[str]]:
     """SPEC §4: anchor category -> categories that count as cross-sells; never itself."""
-    raw = _table(cross_sell, "matrix", "cross_sell.matrix")
-    matrix: dict[str, frozenset[str]] = {}
-    for anchor, listed in raw.items():
-        path = f"cross_sell.matrix.{anchor}"
-        if not isinstance(listed, list):
-            raise _Invalid(path, f"must be an array of category names, got {_kind(listed)}")
-        for index, category in enumerate(listed):
-            if not isinstance(category, str) or not category:
-                raise _Invalid(f"{path}[{index}]", f"must be a category name, got {_kind(category)}")
-            if category == anchor:
-                raise _Invalid(path, f"category {anchor!r} lists itself")
-        matrix[anchor] = frozenset(listed)
+    for anchor, categories in matrix.items():
+        if anchor in categories:
+            raise _Invalid(f"cross_sell.matrix.{anchor}", f"category {anchor!r} lists itself")
     return MappingProxyType(matrix)

@@ -140,6 +140,12 @@ REFUSALS = [
     ),
     pytest.param(
         'insurance = ["warranty"]',
+        'insurance = ["warranty", 0.5]',
+        "cross_sell.matrix.insurance[1]: must be a category name, got a float",
+        id="matrix-item-type-not-first-anchor",
+    ),
+    pytest.param(
+        'insurance = ["warranty"]',
         'insurance = "warranty"',
         "cross_sell.matrix.insurance: must be an array of category names, got a string",
         id="matrix-value-type",
@@ -247,6 +253,12 @@ REFUSALS = [
         'conversion_bonus = "Infinity"',
         "appointments.conversion_bonus: must be a finite number, got 'Infinity'",
         id="infinite",
+    ),
+    pytest.param(
+        'conversion_bonus = "10.00"',
+        'conversion_bonus = "-inf"',
+        "appointments.conversion_bonus: must be a finite number, got '-inf'",
+        id="infinite-as-spelled",
     ),
     pytest.param(
         'attribution_model = "last_touch"',
