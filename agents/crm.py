@@ -70,7 +70,6 @@ class CrmConsumer(Service):
 
     async def on_start(self) -> None:
         settings = self.runtime.settings
-        assert settings.broker is not None
         await ensure_topics(settings.broker, settings.topics, settings.partitions)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(settings.broker),

@@ -31,7 +31,7 @@ from benchmarks import pyspy
 from stream import embedded
 from stream.kafka import ensure_topics, publish
 from stream.publishing import to_outgoing
-from stream.settings import Settings, bootstrap_servers
+from stream.settings import Resolved, bootstrap_servers
 
 READY_TIMEOUT_S = 90.0
 POLL_S = 0.02  # commit-time resolution; latencies are over-stated by up to this much
@@ -70,7 +70,7 @@ class RssSampler(threading.Thread):
 
 @dataclass
 class WorkerProcess:
-    settings: Settings
+    settings: Resolved
     process: subprocess.Popen[bytes]
     log_path: Path
     sampler: RssSampler
@@ -134,7 +134,7 @@ class Workers:
 
 
 @contextlib.contextmanager
-def worker_processes(settings: Settings, count: int) -> Iterator[Workers]:
+def worker_processes(settings: Resolved, count: int) -> Iterator[Workers]:
     """`count` workers in the group of `settings`, each serving HTTP on a free port."""
     with contextlib.ExitStack() as stack:
         yield Workers([stack.enter_context(worker_process(replace(settings, web_port=embedded.free_port()), index))
@@ -142,9 +142,8 @@ def worker_processes(settings: Settings, count: int) -> Iterator[Workers]:
 
 
 @contextlib.contextmanager
-def worker_process(settings: Settings, index: int = 0) -> Iterator[WorkerProcess]:
+def worker_process(settings: Resolved, index: int = 0) -> Iterator[WorkerProcess]:
     """Start `python -m benchmarks.worker` on these settings; stop it (SIGTERM) after."""
-    assert settings.broker is not None and settings.database_url is not None
     asyncio.run(ensure_topics(settings.broker, settings.topics, settings.partitions))
     log_path = settings.data_dir / f"worker-{settings.group_id}-{index}.log"
     with open(log_path, "ab") as log:
@@ -253,7 +252,6 @@ class BurstMeasure:
 
 async def _burst(workers: Workers, lines: Sequence[bytes], timeout: float) -> BurstMeasure:
     settings = workers.first.settings
-    assert settings.broker is not None and settings.database_url is not None
     progress = Progress(settings.database_url, settings.group_id)
     marks = {"25%": 0.25, "50%": 0.5, "75%": 0.75, "100%": 1.0}
     rss_at: dict[str, float] = {}
@@ -293,7 +291,7 @@ async def _burst(workers: Workers, lines: Sequence[bytes], timeout: float) -> Bu
     )
 
 
-def burst(settings: Settings, lines: Sequence[bytes], workers: int = 1, timeout: float = 600.0,
+def burst(settings: Resolved, lines: Sequence[bytes], workers: int = 1, timeout: float = 600.0,
           py_spy: Path | None = None) -> BurstMeasure:
     """Publish `lines` as fast as `crmbonus publish` does into running workers; time to the last commit.
 
@@ -347,7 +345,6 @@ class LatencyMeasure:
 
 async def _steady(workers: Workers, lines: Sequence[bytes], rate: float, timeout: float) -> LatencyMeasure:
     settings = workers.first.settings
-    assert settings.broker is not None and settings.database_url is not None
     progress = Progress(settings.database_url, settings.group_id)
     parts = stack_processes(workers.pids, settings.data_dir, settings.broker)
     outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
@@ -422,7 +419,7 @@ async def _steady(workers: Workers, lines: Sequence[bytes], rate: float, timeout
     )
 
 
-def steady(settings: Settings, lines: Sequence[bytes], rate: float, workers: int = 1,
+def steady(settings: Resolved, lines: Sequence[bytes], rate: float, workers: int = 1,
            timeout: float = 300.0) -> LatencyMeasure:
     """Publish `lines` at a paced `rate` per second into running workers; publish -> commit latency."""
     with worker_processes(settings, workers) as running:

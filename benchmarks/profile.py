@@ -198,7 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with embedded_stack() as stack:
             settings = stack.fresh("profile")
-            assert settings.database_url is not None
             wall, cpu = asyncio.run(drive(settings.database_url, batches, phases, profiler))
     finally:
         phases.restore()

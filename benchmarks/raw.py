@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.kafka import ensure_topics, publish
 from stream.publishing import to_outgoing
-from stream.settings import Settings, Topics, bootstrap_servers
+from stream.settings import Resolved, Topics, bootstrap_servers
 
 
 @dataclass
@@ -131,12 +131,11 @@ def run_consume(broker: str, topics: Sequence[str], expected: int) -> RawMeasure
     return asyncio.run(consume(broker, topics, expected))
 
 
-def run_publish(settings: Settings, lines: Sequence[bytes]) -> None:
+def run_publish(settings: Resolved, lines: Sequence[bytes]) -> None:
     """Publish as `crmbonus publish` does (used when the e2e run, which publishes too, is skipped)."""
-    assert settings.broker is not None
 
-    async def go(broker: str) -> None:
-        await ensure_topics(broker, settings.topics, settings.partitions)
-        await publish(broker, [to_outgoing(line, settings.topics) for line in lines])
+    async def go() -> None:
+        await ensure_topics(settings.broker, settings.topics, settings.partitions)
+        await publish(settings.broker, [to_outgoing(line, settings.topics) for line in lines])
 
-    asyncio.run(go(settings.broker))
+    asyncio.run(go())

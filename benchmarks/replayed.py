@@ -1,6 +1,6 @@
-"""crmbonus itself through `stream.replay.process`: publish, then run the worker until all is committed.
+"""crmbonus itself through `stream.replay.process_resolved`: publish, then run the worker until all is committed.
 
-`process` publishes everything first and then starts the worker, so its wall time is
+It publishes everything first and then starts the worker, so its wall time is
 publish + worker start-up + processing. Start-up (the Faust worker joining the group,
 until the first batch is in hand) is not throughput and is reported on its own; the
 rate counts the rest, from the first publish to the last commit.
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from schemas.messages import Message
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
-from stream.replay import ReplayProgress, process
-from stream.settings import Settings
+from stream.replay import ReplayProgress, process_resolved
+from stream.settings import Resolved
 
 
 @dataclass
@@ -71,7 +71,7 @@ def timed_batches() -> Iterator[list[Batch]]:
         Pipeline.handle = original  # type: ignore[method-assign]
 
 
-def measure(lines: Sequence[bytes], settings: Settings, plan: Plan) -> ReplayMeasure:
+def measure(lines: Sequence[bytes], settings: Resolved, plan: Plan) -> ReplayMeasure:
     """Replay `lines` with `settings` (a fresh database and topic prefix) and time its phases."""
     published = 0
     publish_done = first_commit = 0.0
@@ -90,7 +90,7 @@ def measure(lines: Sequence[bytes], settings: Settings, plan: Plan) -> ReplayMea
     progress = ReplayProgress(published=on_published, committed=on_committed)
     with timed_batches() as batches:
         started = time.monotonic()
-        report = process(lines, settings, plan, progress)
+        report = process_resolved(lines, settings, plan, progress)
     if not batches:
         raise RuntimeError("the worker processed no batch")
     first_in_hand, last_commit = batches[0].started, batches[-1].ended

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             return live.burst(e2e_settings if run == 0 else stack.fresh(f"e2e-{run}"), events, sizes.workers)
 
         def copy_run(_run: int) -> raw.RawMeasure:
-            return raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, True)
+            return raw.run_copy(copy_settings.database_url, rows, e2e_settings.batch_max, True)
 
         if {"e2e", "copy"} <= only:
             print(f"[{time.monotonic() - started:6.1f}s] e2e and copy, in turn ...", file=sys.stderr, flush=True)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             raw.run_publish(e2e_settings, events)
         step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
         step("faust", lambda: faust_ceiling.measure(stack.broker, list(e2e_settings.topics.inputs), len(events)))
-        step("copy-bare", lambda: raw.run_copy(copy_settings.database_url or "", rows, e2e_settings.batch_max, False))
+        step("copy-bare", lambda: raw.run_copy(copy_settings.database_url, rows, e2e_settings.batch_max, False))
         naive = stack.fresh("naive", batch_max=1)
         step("naive", lambda: live.burst(naive, events[:sizes.naive_events]))
         for length in HISTORY_LENGTHS:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from stream import embedded
-from stream.settings import Settings
+from stream.settings import Resolved
 
 
 def with_database(url: str, name: str) -> str:
@@ -35,21 +35,21 @@ class Stack:
     admin_url: str
     names: list[str] = field(default_factory=list)
 
-    def fresh(self, name: str, **overrides: object) -> Settings:
+    def fresh(self, name: str, **overrides: object) -> Resolved:
         """Settings on a new, empty database `bench_<name>` and topic prefix `<name>.` of this stack."""
         database = f"bench_{name}".replace("-", "_")
         if database in self.names:
             raise ValueError(f"measurement name {name!r} used twice in one run")
         self.names.append(database)
         asyncio.run(_create_database(self.admin_url, database))
-        settings = Settings(
+        settings = Resolved(
             broker=self.broker,
             database_url=with_database(self.admin_url, database),
             topic_prefix=f"{name}.",
             data_dir=self.data_dir,
             group_id=f"bench-{name}",
             web_enabled=False,
-            broker_embedded=True,  # the embedded stack's consumer-group timing (stream/app.py)
+            broker_embedded=True,  # the embedded stack's consumer-group timing (stream/runtime.py)
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]
 

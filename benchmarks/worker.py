@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stream.plan import load_plan
 from stream.runner import run_worker
-from stream.settings import Settings
+from stream.settings import Resolved
 
 
 def main() -> None:
@@ -23,10 +23,10 @@ def main() -> None:
     parser.add_argument("--group-id", required=True)
     parser.add_argument("--web-port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--batch-max", type=int, default=Settings.batch_max)
+    parser.add_argument("--batch-max", type=int, default=Resolved.batch_max)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings(
+    settings = Resolved(
         broker=args.broker, database_url=args.database_url, topic_prefix=args.topic_prefix,
         group_id=args.group_id, web_port=args.web_port, data_dir=args.data_dir,
         batch_max=args.batch_max, broker_embedded=True,

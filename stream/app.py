@@ -21,7 +21,7 @@ from stream import db, web
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
-from stream.settings import Settings
+from stream.settings import Resolved
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Runtime:
     """What the consumer, the web pages and the timers share: the settings, the plan, and once
     started, the pipeline."""
 
-    settings: Settings
+    settings: Resolved
     plan: Plan
     pool: asyncpg.Pool | None = None
     pipeline: Pipeline | None = None
@@ -65,7 +65,6 @@ class Runtime:
         """Connect and migrate; the CLI calls it before Faust starts so that errors come first."""
         if self.pool is not None:
             return
-        assert self.settings.database_url is not None
         self.pool = await db.create_pool(self.settings.database_url, max_size=4)
         await db.migrate(self.pool)
         self.pipeline = Pipeline(self.pool, self.plan, self.settings.group_id)
@@ -114,11 +113,10 @@ class PostgresService(Service):
         await self.runtime.close_database()
 
 
-def build_app(settings: Settings, plan: Plan) -> tuple[faust.App, Runtime]:
+def build_app(settings: Resolved, plan: Plan) -> tuple[faust.App, Runtime]:
     """The Faust app with the CRM consumer and the web pages registered, and the runtime they share."""
     from agents import crm  # agents import the app's types, not the other way round
 
-    assert settings.broker is not None
     timing = EMBEDDED_TIMING if settings.broker_embedded else PRODUCTION_TIMING
     app = faust.App(
         settings.group_id,

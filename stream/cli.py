@@ -46,14 +46,17 @@ class Crmbonus(click.Group):
 
 
 def service_options(command: F) -> F:
-    """--broker, --database-url and --plan, accepted by every command (SPEC section 8)."""
+    """--broker, --database-url and --plan, accepted by every command (SPEC section 8).
+
+    Each reads its CRMBONUS_* variable when the flag is not given: flag > environment > default.
+    """
     options = [
-        click.option("--broker", metavar="URL", help=f"kafka://host:port, several joined by ';' "
-                     f"(env {ENV_BROKER}; default: an embedded broker)."),
-        click.option("--database-url", metavar="URL", help=f"postgresql:// URL (env {ENV_DATABASE_URL}; "
-                     "default: an embedded Postgres under ./.crmbonus/)."),
-        click.option("--plan", metavar="PATH", help=f"Bonus plan TOML (env {ENV_PLAN}; "
-                     "default: deploy/plans/default.toml)."),
+        click.option("--broker", metavar="URL", envvar=ENV_BROKER, show_envvar=True,
+                     help="kafka://host:port, several joined by ';' (default: an embedded broker)."),
+        click.option("--database-url", metavar="URL", envvar=ENV_DATABASE_URL, show_envvar=True,
+                     help="postgresql:// URL (default: an embedded Postgres under ./.crmbonus/)."),
+        click.option("--plan", metavar="PATH", envvar=ENV_PLAN, show_envvar=True,
+                     help="Bonus plan TOML (default: deploy/plans/default.toml)."),
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
@@ -94,7 +97,6 @@ def worker(ctx: click.Context, broker: str | None, database_url: str | None, pla
     settings = settings_from(broker, database_url, plan, web_port=web_port)
     bonus_plan = load_plan(settings.plan_path)
     with embedded.services(settings) as resolved:
-        assert resolved.broker is not None
         asyncio.run(ensure_topics(resolved.broker, resolved.topics, resolved.partitions))
         err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}"
                   + (f" ({workers} processes, HTTP on ports {web_port}-{web_port + workers - 1})"
@@ -177,9 +179,7 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, files
 
 def with_database(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Run `work` on a connection to the configured (or embedded) database, migrated first."""
-    with embedded.services(settings, need_broker=False) as resolved:
-        assert resolved.database_url is not None
-        url = resolved.database_url
+    with embedded.database(settings) as url:
 
         async def run() -> T:
             pool = await db.create_pool(url, max_size=1)

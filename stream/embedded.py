@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stream.errors import CrmbonusError
-from stream.settings import Settings
+from stream.settings import Resolved, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -162,15 +162,20 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def services(
-    settings: Settings, need_broker: bool = True, fresh_broker: bool = False, announce: bool = True
-) -> Iterator[Settings]:
-    """Start what is not configured; yield settings that point at concrete services."""
+def database(settings: Settings) -> Iterator[str]:
+    """The URL of the configured database, or of the embedded Postgres (started if need be)."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    with embedded_postgres(settings.data_dir) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def services(settings: Settings, fresh_broker: bool = False, announce: bool = True) -> Iterator[Resolved]:
+    """Start what is not configured; yield the settings resolved to concrete services."""
     with contextlib.ExitStack() as stack:
         broker = settings.broker
-        if broker is None and need_broker:
+        if broker is None:
             broker = stack.enter_context(embedded_broker(settings.data_dir, fresh_broker, announce))
-        database_url = settings.database_url
-        if database_url is None:
-            database_url = stack.enter_context(embedded_postgres(settings.data_dir))
-        yield settings.with_services(broker, database_url)
+        yield settings.resolved(broker, stack.enter_context(database(settings)))

@@ -22,7 +22,7 @@ from stream.pipeline import BatchResult
 from stream.plan import Plan
 from stream.publishing import read_lines, to_outgoing
 from stream.runner import run_worker
-from stream.settings import Settings
+from stream.settings import Resolved, Settings
 
 Offsets = dict[tuple[str, int], int]
 
@@ -70,30 +70,46 @@ def process(
     """
     progress = progress or ReplayProgress()
     progress.total(len(lines))
-    report = ReplayReport(published=len(lines))
     started = time.monotonic()
     with embedded.services(settings, fresh_broker=True, announce=keep_serving) as resolved:
         if settings.broker is not None:  # a shared broker: a group of our own reads everything
             resolved = replace(resolved, group_id=f"{settings.group_id}-replay-{time.time_ns()}")
-        resolved = replace(resolved, web_enabled=keep_serving)
-        assert resolved.broker is not None
-        report.broker = resolved.broker
-        targets = asyncio.run(_publish(resolved, lines, progress))
-        if targets or keep_serving:
-            _run(resolved, plan, targets, report, progress, started, then, keep_serving)
+        report = process_resolved(lines, resolved, plan, progress, then=then, keep_serving=keep_serving,
+                                  started=started)
+    report.seconds = time.monotonic() - started  # the embedded services' stop included
+    return report
+
+
+def process_resolved(
+    lines: Sequence[bytes],
+    settings: Resolved,
+    plan: Plan,
+    progress: ReplayProgress | None = None,
+    *,
+    then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None = None,
+    keep_serving: bool = False,
+    started: float | None = None,
+) -> ReplayReport:
+    """`process` on services already running, in the consumer group of `settings` (the benchmark's)."""
+    progress = progress or ReplayProgress()
+    started = time.monotonic() if started is None else started
+    report = ReplayReport(published=len(lines), broker=settings.broker)
+    settings = replace(settings, web_enabled=keep_serving)
+    targets = asyncio.run(_publish(settings, lines, progress))
+    if targets or keep_serving:
+        _run(settings, plan, targets, report, progress, started, then, keep_serving)
     report.seconds = time.monotonic() - started
     return report
 
 
-async def _publish(settings: Settings, lines: Sequence[bytes], progress: ReplayProgress) -> Offsets:
-    assert settings.broker is not None
+async def _publish(settings: Resolved, lines: Sequence[bytes], progress: ReplayProgress) -> Offsets:
     await ensure_topics(settings.broker, settings.topics, settings.partitions)
     outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
     return await publish(settings.broker, outgoing, on_sent=progress.published)
 
 
 def _run(
-    settings: Settings,
+    settings: Resolved,
     plan: Plan,
     targets: Offsets,
     report: ReplayReport,

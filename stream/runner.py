@@ -22,13 +22,13 @@ import faust
 from stream.app import Runtime, build_app
 from stream.pipeline import BatchResult
 from stream.plan import Plan
-from stream.settings import Settings
+from stream.settings import Resolved
 
 logger = logging.getLogger(__name__)
 
 
 def run_worker(
-    settings: Settings,
+    settings: Resolved,
     plan: Plan,
     *,
     loglevel: str = "warn",

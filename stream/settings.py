@@ -1,13 +1,15 @@
 """Settings: loaded once from flags and environment variables into a frozen object.
 
 Precedence is flag > environment variable > default (SPEC section 8). A broker or
-database left unset means "embedded": crmbonus starts its own (stream/embedded.py).
+database left unset means "embedded": crmbonus starts its own (stream/embedded.py),
+and what runs afterwards gets `Resolved` settings, whose broker and database are
+always there.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from stream.errors import ConfigError
@@ -55,11 +57,9 @@ class Topics:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything a crmbonus process needs to know, fixed at start-up."""
+class _Common:
+    """What a crmbonus process needs besides its broker and database, fixed at start-up."""
 
-    broker: str | None = None
-    database_url: str | None = None
     plan_path: str | None = None
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -70,26 +70,45 @@ class Settings:
     #: Larger batches recompute a customer once for more of its events (2,000 -> 5,000: +30%).
     batch_max: int = 5_000
     batch_within: float = 0.2
-    #: True once the broker in use is the embedded one (tunes consumer-group timing).
-    broker_embedded: bool = False
     topics: Topics = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "topics", Topics.with_prefix(self.topic_prefix))
+
+
+@dataclass(frozen=True)
+class Settings(_Common):
+    """As configured: a broker or database left unset (None) is an embedded one, not started yet."""
+
+    broker: str | None = None
+    database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.broker is not None:
             validate_broker(self.broker)
-        if self.database_url is not None and not self.database_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise ConfigError(
-                f"database URL {self.database_url!r} must start with postgresql:// "
-                f"(set --database-url or {ENV_DATABASE_URL})"
-            )
+        if self.database_url is not None:
+            validate_database_url(self.database_url)
 
-    def with_services(self, broker: str | None, database_url: str) -> Settings:
-        """A copy pointing at concrete services (after embedded ones have started)."""
-        return replace(self, broker=broker, database_url=database_url,
-                       broker_embedded=self.broker_embedded or self.broker is None)
+    def resolved(self, broker: str, database_url: str) -> Resolved:
+        """These settings pointing at concrete services (stream/embedded.py starts the unset ones)."""
+        common = {f.name: getattr(self, f.name) for f in fields(_Common) if f.init}
+        return Resolved(**common, broker=broker, database_url=database_url, broker_embedded=self.broker is None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resolved(_Common):
+    """Settings with concrete services: what a worker, a replay or a query runs on once they are up."""
+
+    broker: str
+    database_url: str
+    #: The broker is the embedded one (tunes consumer-group timing, stream/runtime.py).
+    broker_embedded: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        validate_broker(self.broker)
+        validate_database_url(self.database_url)
 
 
 def validate_broker(broker: str) -> None:
@@ -103,6 +122,13 @@ def validate_broker(broker: str) -> None:
             )
 
 
+def validate_database_url(url: str) -> None:
+    """Refuse a database URL that asyncpg would not take for Postgres."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"database URL {url!r} must start with postgresql:// "
+                          f"(set --database-url or {ENV_DATABASE_URL})")
+
+
 def bootstrap_servers(broker: str) -> list[str]:
     """`kafka://a:9092;kafka://b:9092` -> ['a:9092', 'b:9092'] for aiokafka."""
     return [part.removeprefix("kafka://") for part in broker.split(";")]
@@ -114,12 +140,16 @@ def load_settings(
     plan: str | None = None,
     **overrides: object,
 ) -> Settings:
-    """Flags first, then CRMBONUS_* environment variables, then defaults."""
+    """Settings from the command line's values and the CRMBONUS_* variables that have no flag.
+
+    `--broker`, `--database-url` and `--plan` read their variables themselves (click's
+    `envvar`, stream/cli.py), so what arrives here is already flag-else-environment.
+    """
     env = os.environ
     return Settings(
-        broker=broker or env.get(ENV_BROKER) or None,
-        database_url=database_url or env.get(ENV_DATABASE_URL) or None,
-        plan_path=plan or env.get(ENV_PLAN) or None,
+        broker=broker or None,
+        database_url=database_url or None,
+        plan_path=plan or None,
         topic_prefix=env.get(ENV_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX),
         data_dir=Path(env.get(ENV_DATA_DIR, DEFAULT_DATA_DIR)),
         **overrides,  # type: ignore[arg-type]

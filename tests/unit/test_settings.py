@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import pytest
 
+from stream import cli
 from stream.errors import ConfigError, CrmbonusError
-from stream.settings import Topics, bootstrap_servers, load_settings, validate_broker
+from stream.settings import Settings, Topics, bootstrap_servers, load_settings, validate_broker
 from stream.settlement import check_period, next_period
+
+
+def command_line_settings(*args: str) -> Settings:
+    """The settings a command gets from these flags and the environment (click reads the variables)."""
+    params = cli.leaderboard.make_context("leaderboard", list(args)).params
+    return cli.settings_from(params["broker"], params["database_url"], params["plan"])
 
 
 def test_flags_win_over_environment_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRMBONUS_BROKER", "kafka://env:9092")
     monkeypatch.setenv("CRMBONUS_DATABASE_URL", "postgresql://env/db")
     monkeypatch.setenv("CRMBONUS_TOPIC_PREFIX", "acme.")
-    from_env = load_settings()
+    from_env = command_line_settings()
     assert (from_env.broker, from_env.database_url, from_env.topics.sales) == (
         "kafka://env:9092", "postgresql://env/db", "acme.sales")
-    from_flags = load_settings(broker="kafka://flag:1", database_url="postgresql://flag/db", plan="p.toml")
+    from_flags = command_line_settings("--broker", "kafka://flag:1", "--database-url", "postgresql://flag/db",
+                                       "--plan", "p.toml")
     assert (from_flags.broker, from_flags.database_url, from_flags.plan_path) == (
         "kafka://flag:1", "postgresql://flag/db", "p.toml")
 
