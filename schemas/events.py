@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
@@ -46,6 +46,12 @@ TIMESTAMP_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     rf"([Zz]|[+-][0-9]{{2}}:[0-9]{{2}}){END}"
 )
+
+#: The two roles of SPEC section 3 (`seller_role`) and section 6 (`role`), defined once here.
+Role = Literal["field_rep", "telemarketer"]
+FIELD_REP: Role = "field_rep"
+TELEMARKETER: Role = "telemarketer"
+ROLES: tuple[Role, ...] = get_args(Role)
 
 MONEY_LIMIT = Decimal("10000000")
 MONEY_MAX_PLACES = 4
@@ -171,7 +177,7 @@ class Sale(_Event, tag="sale", frozen=True):
 
     sale_id: Id
     seller_id: Id
-    seller_role: Literal["field_rep", "telemarketer"]
+    seller_role: Role
     currency: Currency
     lines: Annotated[
         list[SaleLine],

@@ -9,22 +9,25 @@ the same deltas. That is what makes the tables independent of arrival order.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import asyncpg
 
 from schemas.events import Event
-from stream import rules, store
+from stream import rules, settlement, store
+from stream.bonus import PersonKey, RunningRow, Tally, add_tallies, running_row, tally
+from stream.diff import diff_credits
 from stream.plan import Plan
-from stream.rules import Credit, Totals
+from stream.rules import Credit
+
+logger = logging.getLogger(__name__)
 
 #: Credit fields in table order; the named tuple and the table share these names.
 CREDIT_FIELDS = Credit._fields
-PersonKey = tuple[str, str]  # (period, person_id)
-TotalsKey = tuple[str, str, str]  # (period, person_id, role)
 
 
 @dataclass
@@ -123,6 +126,7 @@ async def recompute_customers(
     in_force = await _credits_in_force(conn, missing)
     removed: dict[Credit, int] = {}
     added: list[Credit] = []
+    deltas: dict[PersonKey, Tally] = {}
     for cid in ids:
         entry = cached.get(cid)
         if cid in unchanged:
@@ -132,24 +136,19 @@ async def recompute_customers(
                                                     entry.credits)
             continue
         history = [*entry.events, *new_events[cid]] if entry else stored[cid]
-        before = entry.credits if entry else in_force.get(cid, {})
-        wanted = dict.fromkeys(rules.credit_customer(history, plan))  # a set kept in sorted order
-        kept: dict[Credit, int] = {}
-        for credit, row_id in before.items():
-            if credit in wanted:
-                kept[credit] = row_id
-            else:
-                removed[credit] = row_id
-        added.extend(credit for credit in wanted if credit not in before)  # new rows' ids in that order
-        change.staged[cid] = CachedCustomer(versions[cid], history, kept)  # new credits join below
+        customer = diff_credits(entry.credits if entry else in_force.get(cid, {}),
+                                rules.credit_customer(history, plan))
+        removed.update(customer.removed)
+        added.extend(customer.added)  # new rows' ids in that order
+        add_tallies(deltas, customer.deltas)
+        change.staged[cid] = CachedCustomer(versions[cid], history, customer.kept)  # new credits join below
     if removed:
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
     for credit, row_id in zip(added, await _insert_credits(conn, added), strict=True):
         change.staged[credit.customer_id].credits[credit] = row_id
-    deltas = _deltas(added, removed)
     await _apply_deltas(conn, deltas)
     change.inserted, change.retracted = len(added), len(removed)
-    change.persons = {(period, person) for period, person, _role in deltas}
+    change.persons = set(deltas)
     await refresh_running(conn, sorted(change.persons), plan)
     return change
 
@@ -198,74 +197,38 @@ async def _insert_credits(conn: asyncpg.Connection, credits: Sequence[Credit]) -
     return ids
 
 
-def _deltas(added: Iterable[Credit], removed: Iterable[Credit]) -> dict[TotalsKey, list[Decimal]]:
-    """Per (period, person, role): [count, amount, held, converted] moved by this change."""
-    deltas: dict[TotalsKey, list[Decimal]] = {}
-    for credits, sign in ((added, 1), (removed, -1)):
-        for credit in credits:
-            delta = deltas.setdefault((credit.period, credit.person_id, credit.role), [Decimal(0)] * 4)
-            if credit.kind == "cross_sell":
-                delta[0] += sign
-                delta[1] += sign * credit.amount
-            elif credit.kind == "appointment_held":
-                delta[2] += sign
-            else:
-                delta[3] += sign
-    return deltas
+#: `credit_totals` columns, one per `Tally` field, in its order.
+TALLY_COLUMNS = tuple(field.name for field in dataclasses.fields(Tally))
 
 
-async def _apply_deltas(conn: asyncpg.Connection, deltas: dict[TotalsKey, list[Decimal]]) -> None:
+async def _apply_deltas(conn: asyncpg.Connection, deltas: Mapping[PersonKey, Tally]) -> None:
+    """Add each person's change to their exact month in `credit_totals`."""
     if not deltas:
         return
     keys = sorted(deltas)  # one lock order for every worker: no deadlocks between batches
     await conn.execute(
-        """
-        INSERT INTO credit_totals AS t (period, person_id, role, cross_sell_count, cross_sell_amount,
-                                        appointments_held, appointments_converted)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::numeric[], $6::int[], $7::int[])
-        ON CONFLICT (period, person_id, role) DO UPDATE SET
-            cross_sell_count = t.cross_sell_count + excluded.cross_sell_count,
-            cross_sell_amount = t.cross_sell_amount + excluded.cross_sell_amount,
-            appointments_held = t.appointments_held + excluded.appointments_held,
-            appointments_converted = t.appointments_converted + excluded.appointments_converted
+        f"""
+        INSERT INTO credit_totals AS t (period, person_id, {", ".join(TALLY_COLUMNS)})
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::numeric[], $5::int[], $6::int[],
+                             $7::int[], $8::int[])
+        ON CONFLICT (period, person_id) DO UPDATE SET
+            {", ".join(f"{name} = t.{name} + excluded.{name}" for name in TALLY_COLUMNS)}
         """,
-        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-        [int(deltas[k][0]) for k in keys], [deltas[k][1] for k in keys],
-        [int(deltas[k][2]) for k in keys], [int(deltas[k][3]) for k in keys],
+        [k[0] for k in keys], [k[1] for k in keys],
+        *([getattr(deltas[k], name) for k in keys] for name in TALLY_COLUMNS),
     )
 
 
-async def load_totals(conn: asyncpg.Connection, persons: Sequence[PersonKey]) -> dict[PersonKey, Totals]:
-    """Exact totals per (period, person), the roles of a person merged (SPEC section 6)."""
+async def load_totals(conn: asyncpg.Connection, persons: Sequence[PersonKey]) -> dict[PersonKey, Tally]:
+    """The exact month of each of these persons that has one, as `credit_totals` holds it."""
     rows = await conn.fetch(
-        """
-        SELECT t.* FROM credit_totals t
+        f"""
+        SELECT t.period, t.person_id, {", ".join(f"t.{name}" for name in TALLY_COLUMNS)} FROM credit_totals t
         JOIN unnest($1::text[], $2::text[]) AS k(period, person_id) USING (period, person_id)
-        ORDER BY t.period, t.person_id, t.role
         """,
         [p[0] for p in persons], [p[1] for p in persons],
     )
-    by_person: dict[PersonKey, list[asyncpg.Record]] = {}
-    for row in rows:
-        by_person.setdefault((row["period"], row["person_id"]), []).append(row)
-    return {key: merge_roles(group) for key, group in by_person.items()}
-
-
-def merge_roles(rows: Sequence[asyncpg.Record]) -> Totals:
-    """One person's totals over roles; the role is the one with more credits, ties to field_rep."""
-    def credit_count(row: asyncpg.Record) -> int:
-        return int(row["cross_sell_count"] + row["appointments_held"] + row["appointments_converted"])
-
-    best = max(rows, key=lambda row: (credit_count(row), row["role"] == "field_rep"))
-    return Totals(
-        period=rows[0]["period"],
-        person_id=rows[0]["person_id"],
-        role=best["role"],
-        cross_sell_count=sum(int(r["cross_sell_count"]) for r in rows),
-        cross_sell_amount=sum((r["cross_sell_amount"] for r in rows), Decimal(0)),
-        appointments_held=sum(int(r["appointments_held"]) for r in rows),
-        appointments_converted=sum(int(r["appointments_converted"]) for r in rows),
-    )
+    return {(row["period"], row["person_id"]): Tally(*(row[name] for name in TALLY_COLUMNS)) for row in rows}
 
 
 _UPSERT_RUNNING = """
@@ -285,6 +248,7 @@ ON CONFLICT (period, person_id) DO UPDATE SET
     total_bonus = excluded.cross_sell_bonus + excluded.appointment_bonus + b.prior_adjustments,
     updated_at = now()
 """
+_RUNNING_COLUMNS = tuple(field.name for field in dataclasses.fields(RunningRow))
 
 
 async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan: Plan) -> None:
@@ -295,8 +259,41 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
     if not persons:
         return
     totals = await load_totals(conn, persons)
-    rows = [rules.running_row(totals[key], plan) for key in sorted(totals)]
-    columns = ("period", "person_id", "role", "cross_sell_count", "cross_sell_amount",
-               "appointments_held", "appointments_converted", "cross_sell_bonus",
-               "appointment_bonus", "prior_adjustments", "total_bonus")
-    await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in rows] for name in columns))
+    rows = [running_row(key, totals[key], plan) for key in sorted(totals)]
+    await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in rows] for name in _RUNNING_COLUMNS))
+
+
+async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[PersonKey]:
+    """Refill `credit_totals` from `credits` when a migration asked for it, and bring
+    `bonus_running` and the adjustments of closed months in line; returns the
+    (period, person) rows whose figures changed.
+
+    Migration 0005 asks for it: `credit_totals` used to count a line once per role, so a
+    person holding both parts of a line counted it twice (issue 12). The totals are taken
+    with the rules' own `tally`, period by period; a closed month's change reaches payroll
+    as an adjustment in the earliest open month (SPEC §7), never in `bonus_settled`. Runs
+    in the caller's transaction, under the exclusive settlement lock, so no batch and no
+    settlement runs meanwhile and two workers starting at once rebuild once.
+    """
+    await settlement.take_settlement_lock(conn)
+    reasons = [row["reason"] for row in await conn.fetch("SELECT reason FROM ledger_rebuilds")]
+    if not reasons:
+        return []
+    logger.warning("rebuilding credit_totals and bonus_running from credits (%s)", "; ".join(reasons))
+    changed: list[PersonKey] = []
+    await conn.execute("DELETE FROM credit_totals")
+    for period in [row["period"] for row in await conn.fetch("SELECT DISTINCT period FROM credits ORDER BY 1")]:
+        rows = await conn.fetch(f"SELECT {', '.join(CREDIT_FIELDS)} FROM credits WHERE period = $1", period)
+        totals = tally(Credit(*row) for row in rows)
+        await _apply_deltas(conn, totals)
+        before = {(row["period"], row["person_id"]): tuple(row) for row in await conn.fetch(
+            f"SELECT {', '.join(_RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
+        persons = sorted(totals)
+        await refresh_running(conn, persons, plan)
+        after = {(row["period"], row["person_id"]): tuple(row) for row in await conn.fetch(
+            f"SELECT {', '.join(_RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
+        changed += [key for key in persons if before.get(key) != after.get(key)]
+    await settlement.carry_adjustments(conn, changed)
+    await conn.execute("DELETE FROM ledger_rebuilds")
+    logger.warning("rebuilt: %d bonus_running rows changed", len(changed))
+    return changed

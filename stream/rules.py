@@ -1,10 +1,11 @@
-"""The crediting rules (SPEC §5) and the bonus arithmetic (SPEC §6), as pure functions.
+"""The crediting rules (SPEC §5) as pure functions: one customer's events in, its credits out.
 
-No broker, no database, no clock: events and a plan in, credits and table rows out. The
-pipeline calls `credit_customer` with every valid event of one customer each time a batch
-touches that customer and replaces that customer's `credits` rows with the result; then
-`summarize` and `running_row` give `bonus_running`. `compute_tables` is the from-scratch
-reference the tests compare the pipeline with.
+No broker, no database, no clock: events and a plan in, `credits` rows out. The ledger
+calls `credit_customer` with every valid event of one customer each time a batch touches
+that customer and writes the difference to the credits in force (stream/diff.py); the
+bonus arithmetic of SPEC §6 that turns credits into `bonus_running` rows is
+stream/bonus.py, whose `compute_tables` is the from-scratch reference the tests compare
+the pipeline with.
 
 One function per rule, each citing its SPEC section, so a payslip number leads to its rule
 in one hop:
@@ -17,8 +18,7 @@ SPEC §5.4 cross-sell        `is_cross_sell`
 SPEC §5.5 touches           `touches_of`, `TouchIndex.eligible`
 SPEC §5.6 attribution       `attribute`, `split_equally`
 SPEC §5.7 appointments      `lead_status`, `conversion_sale`, `appointment_credits`
-SPEC §6 bonus arithmetic    `round_money`, `cross_sell_bonus`, `appointment_bonus`,
-                            `summarize`, `running_row`
+SPEC §6 the credit's period `stream.periods.period_of`
 ==========================  ===========================================================
 
 Decisions the SPEC leaves open, taken here once for every caller:
@@ -27,8 +27,8 @@ Decisions the SPEC leaves open, taken here once for every caller:
   event; should their contents differ (the pipeline dead-letters that), the one with the
   smallest ``repr`` is kept, so the result never depends on arrival order. Likewise two
   sales of one `sale_id` (also dead-lettered upstream): the one with the smallest
-  (`occurred_at`, `event_id`) is kept. `compute_tables` instead mimics the pipeline: the
-  first in the input wins.
+  (`occurred_at`, `event_id`) is kept. `stream.bonus.compute_tables` instead mimics the
+  pipeline: the first in the input wins.
 - **Reversals** (SPEC §5.1) are matched to a sale of the same customer by `sale_id`; one
   naming a sale of another customer reverses nothing. A reversal that occurred *before*
   its sale still counts; only one later than `clawback_days` after the sale is ignored.
@@ -44,16 +44,16 @@ Decisions the SPEC leaves open, taken here once for every caller:
   the first telemarketer, so the parts always sum exactly to A. The `share` column is
   split by the same rule, so shares always sum exactly to 1. The touch named in a linear
   part is that telemarketer's latest eligible touch.
-- **Both roles** (SPEC §6). A person credited as telemarketer and as field rep in one
-  period gets the role with more credits; a tie goes to ``field_rep``.
+- **Both roles** (SPEC §5.6, §6). A field rep who also made the touch holds both parts of
+  the line, one per role; stream/bonus.py counts the line once for them and picks the
+  role shown.
 - **Appointments** (SPEC §5.7). A lead's status is its event with the greatest
   (`occurred_at`, `event_id`); a booked event is a touch (SPEC §5.5) whatever the lead's
   later status. The converting sale is the earliest by (`occurred_at`, `sale_id`); a lead
   converts at most once. Appointment credits are kept even when the plan's flat amount is 0,
   because the counts are what the appointment columns report.
-- **Money** is `Decimal` throughout, computed in an exact context that raises rather than
-  rounds; only `round_money` rounds (half-up, to cents). Times are compared as instants;
-  days are exact 24-hour `timedelta`s.
+- **Money** is `Decimal` throughout, computed in `stream.money.EXACT`, which raises rather
+  than rounds. Times are compared as instants; days are exact 24-hour `timedelta`s.
 """
 
 from __future__ import annotations
@@ -65,22 +65,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import (
-    ROUND_DOWN,
-    ROUND_HALF_UP,
-    Context,
-    Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-    Rounded,
-    localcontext,
-)
+from decimal import ROUND_DOWN, Context, Decimal, Inexact
 from types import MappingProxyType
 from typing import NamedTuple
 
 from schemas.events import (
+    FIELD_REP,
+    TELEMARKETER,
     Callback,
     Cancellation,
     Event,
@@ -89,28 +80,18 @@ from schemas.events import (
     Sale,
     SaleLine,
 )
+from stream.money import EXACT, ONE
+from stream.periods import period_of
 from stream.plan import Plan
 
-#: Exact arithmetic: wide enough for any SPEC §3 amount times any sane plan decimal, and
-#: trapping `Inexact`/`Rounded` so a silent rounding can never reach a payslip.
-_EXACT = Context(
-    prec=1000,
-    rounding=ROUND_HALF_UP,
-    traps=[InvalidOperation, DivisionByZero, Overflow, Inexact, Rounded],
-)
-#: Rounding to cents: the one place digits may be discarded (SPEC §6, half-up).
-_ROUNDING = Context(prec=1000, rounding=ROUND_HALF_UP, traps=[InvalidOperation, Overflow])
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
-_CENT = Decimal("0.01")
 #: `split_equally` quantizes inexact equal parts down to this many decimal places.
 SPLIT_PLACES = 10
 
+#: The kinds of `credits` rows (SPEC §6), defined once here.
 CROSS_SELL = "cross_sell"
 APPOINTMENT_HELD = "appointment_held"
 APPOINTMENT_CONVERTED = "appointment_converted"
-TELEMARKETER = "telemarketer"
-FIELD_REP = "field_rep"
+KINDS = (CROSS_SELL, APPOINTMENT_HELD, APPOINTMENT_CONVERTED)
 
 
 class Credit(NamedTuple):
@@ -233,7 +214,7 @@ def net_quantities(sale: Sale, reversals: Iterable[Cancellation | Refund], plan:
 
 def net_amount(line: SaleLine, net_quantity: int) -> Decimal:
     """SPEC §5.1: net amount = net quantity x unit_price, exact."""
-    return _EXACT.multiply(Decimal(net_quantity), line.unit_price)
+    return EXACT.multiply(Decimal(net_quantity), line.unit_price)
 
 
 # -- SPEC §5.2 holdings, §5.3 primary line, §5.4 cross-sell ---------------------------------
@@ -422,7 +403,7 @@ def split_equally(total: Decimal, count: int) -> list[Decimal]:
     part = probe.divide(total, Decimal(count))
     if probe.flags[Inexact]:
         part = part.quantize(Decimal(1).scaleb(-SPLIT_PLACES), rounding=ROUND_DOWN, context=probe)
-    rest = _EXACT.subtract(total, _EXACT.multiply(part, Decimal(count - 1)))
+    rest = EXACT.subtract(total, EXACT.multiply(part, Decimal(count - 1)))
     return [rest] + [part] * (count - 1)
 
 
@@ -434,17 +415,17 @@ def attribute(sale: Sale, amount: Decimal, eligible: Eligible, plan: Plan) -> li
     plan's model. Parts with zero amount and zero share are dropped (see module doc).
     """
     if sale.seller_role == TELEMARKETER:
-        return [Part(sale.seller_id, TELEMARKETER, amount, _ONE, None)]
+        return [Part(sale.seller_id, TELEMARKETER, amount, ONE, None)]
     if not eligible:
-        return [Part(sale.seller_id, FIELD_REP, amount, _ONE, None)]
+        return [Part(sale.seller_id, FIELD_REP, amount, ONE, None)]
     share = plan.telemarketer_share
-    to_telemarketers = _EXACT.multiply(share, amount)
+    to_telemarketers = EXACT.multiply(share, amount)
     parts = [
         Part(
             sale.seller_id,
             FIELD_REP,
-            _EXACT.subtract(amount, to_telemarketers),
-            _EXACT.subtract(_ONE, share),
+            EXACT.subtract(amount, to_telemarketers),
+            EXACT.subtract(ONE, share),
             None,
         )
     ]
@@ -569,7 +550,7 @@ def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sal
         line_id=None,
         lead_id=held.lead_id,
         amount=amount,
-        share=_ONE,
+        share=ONE,
         touch_event_id=held.event_id,
         source_event_id=held.event_id if sale is None else sale.event_id,
     )
@@ -630,158 +611,3 @@ def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
     credits.extend(appointment_credits(customer.leads.values(), sellers, plan))
     credits.sort(key=credit_sort_key)
     return credits
-
-
-# -- SPEC §6 bonus arithmetic ---------------------------------------------------------------
-
-
-def period_of(at: datetime, plan: Plan) -> str:
-    """SPEC §6: the period is the calendar month ``YYYY-MM`` of `at` in the plan's time zone."""
-    if at.utcoffset() is None:
-        raise ValueError(f"naive datetime {at.isoformat()} has no instant; events carry an offset")
-    local = at.astimezone(plan.zone)
-    return f"{local.year:04d}-{local.month:02d}"
-
-
-def round_money(x: Decimal) -> Decimal:
-    """SPEC §6: round half-up to cents (numeric(18,2))."""
-    return x.quantize(_CENT, rounding=ROUND_HALF_UP, context=_ROUNDING)
-
-
-def cross_sell_bonus(count: int, amount: Decimal, plan: Plan) -> Decimal:
-    """SPEC §6 cross_sell_bonus: 0 below `min_count`, else the marginal tiers on the EXACT
-    amount (each rate on the part of the amount inside its band), then rounded half-up.
-    """
-    if count < plan.min_count:
-        return round_money(_ZERO)
-    with localcontext(_EXACT):
-        bonus = _ZERO
-        lower = _ZERO
-        for tier in plan.tiers:
-            if amount <= lower:
-                break
-            upper = amount if tier.up_to is None else min(amount, tier.up_to)
-            bonus += (upper - lower) * tier.rate
-            if tier.up_to is None:
-                break
-            lower = tier.up_to
-    return round_money(bonus)
-
-
-def appointment_bonus(held: int, converted: int, plan: Plan) -> Decimal:
-    """SPEC §6 appointment_bonus: held x `held_credit` + converted x `conversion_bonus`."""
-    with localcontext(_EXACT):
-        return round_money(held * plan.held_credit + converted * plan.conversion_bonus)
-
-
-@dataclass(frozen=True)
-class Totals:
-    """A person's credits in one period, summed (SPEC §6); the amount is exact, unrounded."""
-
-    period: str
-    person_id: str
-    role: str
-    cross_sell_count: int
-    cross_sell_amount: Decimal
-    appointments_held: int
-    appointments_converted: int
-
-
-def summarize(credits: Iterable[Credit]) -> dict[tuple[str, str], Totals]:
-    """SPEC §5.6/§6: sum credits per (period, person_id).
-
-    A person counts each cross-sell line once, however many parts of it they hold; the
-    role is the one with more credits, a tie going to ``field_rep``.
-    """
-    grouped: dict[tuple[str, str], list[Credit]] = defaultdict(list)
-    for credit in credits:
-        grouped[(credit.period, credit.person_id)].append(credit)
-    return {key: _totals(key, found) for key, found in grouped.items()}
-
-
-def _totals(key: tuple[str, str], credits: Sequence[Credit]) -> Totals:
-    roles = Counter(credit.role for credit in credits)
-    role = TELEMARKETER if roles[TELEMARKETER] > roles[FIELD_REP] else FIELD_REP
-    cross_sells = [credit for credit in credits if credit.kind == CROSS_SELL]
-    lines = {(credit.customer_id, credit.sale_id, credit.line_id) for credit in cross_sells}
-    kinds = Counter(credit.kind for credit in credits)
-    with localcontext(_EXACT):
-        amount = sum((credit.amount for credit in cross_sells), _ZERO)
-    return Totals(
-        period=key[0],
-        person_id=key[1],
-        role=role,
-        cross_sell_count=len(lines),
-        cross_sell_amount=amount,
-        appointments_held=kinds[APPOINTMENT_HELD],
-        appointments_converted=kinds[APPOINTMENT_CONVERTED],
-    )
-
-
-@dataclass(frozen=True)
-class RunningRow:
-    """One `bonus_running` row (SPEC §6), `updated_at` left to the database."""
-
-    period: str
-    person_id: str
-    role: str
-    cross_sell_count: int
-    cross_sell_amount: Decimal
-    appointments_held: int
-    appointments_converted: int
-    cross_sell_bonus: Decimal
-    appointment_bonus: Decimal
-    prior_adjustments: Decimal
-    total_bonus: Decimal
-
-
-def running_row(totals: Totals, plan: Plan, prior_adjustments: Decimal = Decimal("0.00")) -> RunningRow:
-    """SPEC §6: a `bonus_running` row; the cross-sell bonus uses the exact, unrounded amount."""
-    sell = cross_sell_bonus(totals.cross_sell_count, totals.cross_sell_amount, plan)
-    appointments = appointment_bonus(totals.appointments_held, totals.appointments_converted, plan)
-    prior = round_money(prior_adjustments)
-    return RunningRow(
-        period=totals.period,
-        person_id=totals.person_id,
-        role=totals.role,
-        cross_sell_count=totals.cross_sell_count,
-        cross_sell_amount=round_money(totals.cross_sell_amount),
-        appointments_held=totals.appointments_held,
-        appointments_converted=totals.appointments_converted,
-        cross_sell_bonus=sell,
-        appointment_bonus=appointments,
-        prior_adjustments=prior,
-        total_bonus=_EXACT.add(_EXACT.add(sell, appointments), prior),
-    )
-
-
-def _as_admitted(events: Iterable[Event]) -> Iterator[Event]:
-    """What the pipeline lets through (SPEC §3): the first of an event_id, the first sale of a
-    sale_id; later conflicting duplicates and duplicate sale_ids are dead-lettered.
-    """
-    seen_events: set[str] = set()
-    seen_sales: set[str] = set()
-    for event in events:
-        if event.event_id in seen_events:
-            continue
-        seen_events.add(event.event_id)
-        if isinstance(event, Sale):
-            if event.sale_id in seen_sales:
-                continue
-            seen_sales.add(event.sale_id)
-        yield event
-
-
-def compute_tables(events: Iterable[Event], plan: Plan) -> list[RunningRow]:
-    """SPEC §5-§6 from scratch: the `bonus_running` rows of all `events`, by (period, person).
-
-    The reference the pipeline must agree with. It knows nothing of settlement (SPEC §7):
-    `prior_adjustments` is 0.00, and a person whose every credit disappeared has no row here
-    (the database keeps their row of zeros).
-    """
-    by_customer: dict[str, list[Event]] = defaultdict(list)
-    for event in _as_admitted(events):
-        by_customer[event.customer_id].append(event)
-    credits = [credit for found in by_customer.values() for credit in credit_customer(found, plan)]
-    rows = [running_row(totals, plan) for totals in summarize(credits).values()]
-    return sorted(rows, key=lambda row: (row.period, row.person_id))

@@ -15,7 +15,6 @@ adjustments.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,25 +23,13 @@ from decimal import Decimal
 
 import asyncpg
 
-from stream.errors import CrmbonusError
+from schemas.events import FIELD_REP
+from stream.bonus import EARNED_COLUMNS, PersonKey, earned, paid
+from stream.periods import PERIOD, adjustment_target, check_period, next_period  # noqa: F401 (PERIOD, next_period: callers' names)
 
 logger = logging.getLogger(__name__)
 
 SETTLEMENT_LOCK_KEY = 0x736574746C65
-PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-ZERO = Decimal("0.00")
-PersonKey = tuple[str, str]  # (period, person_id)
-
-
-def check_period(period: str) -> str:
-    if not PERIOD.match(period):
-        raise CrmbonusError(f"period {period!r} must be YYYY-MM, e.g. 2026-11")
-    return period
-
-
-def next_period(period: str) -> str:
-    year, month = int(period[:4]), int(period[5:])
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
 @dataclass(frozen=True)
@@ -60,11 +47,16 @@ async def share_settlement_lock(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", SETTLEMENT_LOCK_KEY)
 
 
+async def take_settlement_lock(conn: asyncpg.Connection) -> None:
+    """Taken alone, until the transaction ends: no batch and no other settlement meanwhile."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTLEMENT_LOCK_KEY)
+
+
 async def settle(conn: asyncpg.Connection, period: str) -> Settlement:
     """Close `period`: copy its running rows into bonus_settled. Settling again changes nothing."""
     check_period(period)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETTLEMENT_LOCK_KEY)
+        await take_settlement_lock(conn)
         closed = await conn.fetchrow("SELECT * FROM periods_closed WHERE period = $1", period)
         if closed is not None:
             return await _summary(conn, period, closed, already_closed=True)
@@ -104,9 +96,7 @@ async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKe
     closed = {r["period"] for r in await conn.fetch("SELECT period FROM periods_closed")}
     touched: set[PersonKey] = set()
     for period, person in sorted(p for p in persons if p[0] in closed):
-        target = period
-        while target in closed:
-            target = next_period(target)
+        target = adjustment_target(period, closed)
         await _carry(conn, period, person, target)
         touched.add((target, person))
     for target, person in sorted(touched):
@@ -116,21 +106,16 @@ async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKe
 
 async def _carry(conn: asyncpg.Connection, source: str, person: str, target: str) -> None:
     """earned(source) - paid(source), as the open adjustment of `source` into `target`."""
-    row = await conn.fetchrow(
-        """
-        SELECT
-          (SELECT role FROM bonus_running WHERE period = $1 AND person_id = $2) AS role,
-          coalesce((SELECT cross_sell_bonus + appointment_bonus FROM bonus_running
-                    WHERE period = $1 AND person_id = $2), 0) AS earned,
-          coalesce((SELECT cross_sell_bonus + appointment_bonus FROM bonus_settled
-                    WHERE period = $1 AND person_id = $2), 0)
-          + coalesce((SELECT sum(a.amount) FROM bonus_adjustments a JOIN periods_closed c
-                      ON c.period = a.target_period WHERE a.source_period = $1 AND a.person_id = $2), 0)
-            AS paid
-        """,
-        source, person,
-    )
-    amount = row["earned"] - row["paid"]
+    earned_columns = ", ".join(EARNED_COLUMNS)
+    now = await conn.fetchrow(f"SELECT role, {earned_columns} FROM bonus_running WHERE period = $1 AND person_id = $2",
+                              source, person)
+    settled = await conn.fetchrow(f"SELECT {earned_columns} FROM bonus_settled WHERE period = $1 AND person_id = $2",
+                                  source, person)
+    adjusted_before = await conn.fetchval(
+        "SELECT coalesce(sum(a.amount), 0) FROM bonus_adjustments a JOIN periods_closed c ON c.period = a.target_period"
+        " WHERE a.source_period = $1 AND a.person_id = $2", source, person)
+    earned_now, paid_before = earned(now), paid(settled, adjusted_before)
+    amount = earned_now - paid_before
     if amount == 0:
         await conn.execute(
             "DELETE FROM bonus_adjustments WHERE source_period = $1 AND target_period = $2 AND person_id = $3",
@@ -145,7 +130,7 @@ async def _carry(conn: asyncpg.Connection, source: str, person: str, target: str
             role = excluded.role, amount = excluded.amount, earned = excluded.earned,
             paid = excluded.paid, updated_at = now()
         """,
-        source, target, person, row["role"] or "field_rep", amount, row["earned"], row["paid"],
+        source, target, person, now["role"] if now else FIELD_REP, amount, earned_now, paid_before,
     )
 
 

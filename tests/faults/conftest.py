@@ -4,7 +4,7 @@ Nothing here is mocked. A test starts its own broker (announced in its data dire
 workers started there find it and use the embedded consumer-group timing), runs real
 `python -m stream worker` processes against a fresh migrated database (`pg_url` from the
 integration conftest), injects the fault, and compares the tables with the from-scratch
-oracle `stream.rules.compute_tables` and with a clean `crmbonus replay` of the same events.
+oracle `stream.bonus.compute_tables` and with a clean `crmbonus replay` of the same events.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ import pytest
 from schemas.decode import CONFLICTING_DUPLICATE, DUPLICATE_SALE_ID, InvalidEvent, decode_event, same_content
 from schemas.events import Sale
 from stream import embedded
+from stream.bonus import compute_tables
 from stream.kafka import ensure_topics, publish
 from stream.plan import load_plan
 from stream.publishing import to_outgoing
-from stream.rules import compute_tables
 from stream.settings import Settings, Topics
 from tests.integration.conftest import (  # noqa: F401  (fixtures, re-exported for this directory)
     ROOT,

@@ -2,7 +2,7 @@
 
 A generated month goes through the real pipeline in order and shuffled (with
 redeliveries, in small batches so credits come and go between them), and both
-must equal the from-scratch computation of `stream.rules.compute_tables`.
+must equal the from-scratch computation of `stream.bonus.compute_tables`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 from schemas.decode import InvalidEvent, decode_event
 from schemas.events import Event
+from stream.bonus import compute_tables
 from stream.demo_data import DemoConfig, generate
 from stream.plan import load_plan
-from stream.rules import compute_tables
 from tests.integration.conftest import RUNNING_COLUMNS, Feeder, create_database, crmbonus, running, snapshot
 
 pytestmark = pytest.mark.integration

@@ -218,9 +218,9 @@ def test_default_month_is_generated_in_under_two_seconds() -> None:
 
 
 def test_the_engine_finds_gated_cross_sells_and_appointments(events: list[Event]) -> None:
-    rules = pytest.importorskip("stream.rules", reason="stream/rules.py is not importable yet")
+    bonus = pytest.importorskip("stream.bonus", reason="stream/bonus.py is not importable yet")
     plan = pytest.importorskip("stream.plan").load_plan()
-    rows = rules.compute_tables(events, plan)
+    rows = bonus.compute_tables(events, plan)
     passing = [row for row in rows if row.cross_sell_count >= plan.min_count and row.cross_sell_bonus > 0]
     assert len(passing) >= 10
     assert {row.role for row in passing} == {"telemarketer", "field_rep"}

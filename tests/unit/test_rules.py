@@ -10,21 +10,20 @@ from decimal import Decimal
 import pytest
 
 from schemas.events import Event
-from stream.plan import Plan, Tier
-from stream.rules import (
-    Credit,
+from stream.bonus import (
     RunningRow,
-    Totals,
+    Tally,
     appointment_bonus,
     compute_tables,
-    credit_customer,
     cross_sell_bonus,
-    period_of,
-    round_money,
+    role_of,
     running_row,
-    split_equally,
-    summarize,
+    tally,
 )
+from stream.money import round_money
+from stream.periods import period_of
+from stream.plan import Plan, Tier
+from stream.rules import Credit, credit_customer, split_equally
 from tests.unit.builders import (
     DEFAULT,
     T0,
@@ -599,8 +598,8 @@ def credit(person: str, role: str, kind: str = "cross_sell", line_id: str = "L1"
         pytest.param([credit("p", "telemarketer")], "telemarketer", id="only-telemarketer"),
     ],
 )
-def test_summarize_role(credits: list[Credit], role: str) -> None:
-    assert summarize(credits)[("2026-11", "p")].role == role
+def test_role_of(credits: list[Credit], role: str) -> None:
+    assert role_of(tally(credits)[("2026-11", "p")]) == role
 
 
 def test_person_holding_two_parts_of_one_line_counts_it_once() -> None:
@@ -609,7 +608,7 @@ def test_person_holding_two_parts_of_one_line_counts_it_once() -> None:
     assert (row.role, row.cross_sell_count, str(row.cross_sell_amount)) == ("field_rep", 1, "100.00")
 
 
-def test_summarize_and_running_row() -> None:
+def test_tally_and_running_row() -> None:
     credits = [
         credit("p", "field_rep", line_id="L1", amount="0.3333333334"),
         credit("p", "field_rep", line_id="L2", amount="0.3333333333"),
@@ -617,10 +616,10 @@ def test_summarize_and_running_row() -> None:
         credit("q", "telemarketer", "appointment_held", amount="25.00"),
         credit("q", "telemarketer", "appointment_converted", amount="10.00"),
     ]
-    totals = summarize(credits)
-    assert totals[("2026-11", "p")] == Totals("2026-11", "p", "field_rep", 3, D("175.4999"), 0, 0)
-    assert totals[("2026-11", "q")] == Totals("2026-11", "q", "telemarketer", 0, D(0), 1, 1)
-    assert running_row(totals[("2026-11", "p")], DEFAULT, D("-2.40")) == RunningRow(
+    totals = tally(credits)
+    assert totals[("2026-11", "p")] == Tally(3, D("175.4999"), 0, 0, telemarketer_items=0, field_rep_items=3)
+    assert totals[("2026-11", "q")] == Tally(0, D(0), 1, 1, telemarketer_items=2, field_rep_items=0)
+    assert running_row(("2026-11", "p"), totals[("2026-11", "p")], DEFAULT, D("-2.40")) == RunningRow(
         # the bonus is 3% of the exact 175.4999 (5.26), not of the shown 175.50 (5.27)
         "2026-11",
         "p",
@@ -634,7 +633,7 @@ def test_summarize_and_running_row() -> None:
         D("-2.40"),
         D("2.86"),
     )
-    row = running_row(totals[("2026-11", "q")], DEFAULT)
+    row = running_row(("2026-11", "q"), totals[("2026-11", "q")], DEFAULT)
     assert [num(x) for x in (row.appointment_bonus, row.prior_adjustments, row.total_bonus)] == ["35", "0", "35"]
     assert str(row.total_bonus) == "35.00" and str(row.prior_adjustments) == "0.00"
 

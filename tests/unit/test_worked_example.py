@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from schemas.events import Event
+from stream.bonus import RunningRow, compute_tables
 from stream.plan import load_plan
-from stream.rules import RunningRow, compute_tables
 from tests.examples import EXAMPLES
 
 #: The columns this engine owns; prior_adjustments and total_bonus after a late event
