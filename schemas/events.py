@@ -48,10 +48,10 @@ TIMESTAMP_PATTERN = (
 )
 
 #: The two roles of SPEC section 3 (`seller_role`) and section 6 (`role`), defined once here.
-Role = Literal["field_rep", "telemarketer"]
+Role = Literal["telemarketer", "field_rep"]
 FIELD_REP: Role = "field_rep"
 TELEMARKETER: Role = "telemarketer"
-ROLES: tuple[Role, ...] = get_args(Role)
+ROLES: tuple[str, ...] = get_args(Role)
 
 MONEY_LIMIT = Decimal("10000000")
 MONEY_MAX_PLACES = 4

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, localcontext
 
 from schemas.events import FIELD_REP, TELEMARKETER, Event, Role, Sale
@@ -152,6 +152,8 @@ class RunningRow:
     total_bonus: Decimal
 
 
+#: The columns of SPEC section 6, in its order; payroll files carry them by these names.
+RUNNING_COLUMNS = tuple(field.name for field in fields(RunningRow))
 #: The `bonus_running` columns that make up earned(P) of SPEC §7: the bonus without adjustments.
 EARNED_COLUMNS = ("cross_sell_bonus", "appointment_bonus")
 

@@ -19,7 +19,7 @@ import asyncpg
 
 from schemas.events import Event
 from stream import rules, settlement, store
-from stream.bonus import PersonKey, RunningRow, Tally, add_tallies, running_row, tally
+from stream.bonus import RUNNING_COLUMNS, PersonKey, Tally, add_tallies, running_row, tally
 from stream.diff import diff_credits
 from stream.plan import Plan
 from stream.rules import Credit
@@ -248,7 +248,6 @@ ON CONFLICT (period, person_id) DO UPDATE SET
     total_bonus = excluded.cross_sell_bonus + excluded.appointment_bonus + b.prior_adjustments,
     updated_at = now()
 """
-_RUNNING_COLUMNS = tuple(field.name for field in dataclasses.fields(RunningRow))
 
 
 async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan: Plan) -> None:
@@ -260,7 +259,7 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
         return
     totals = await load_totals(conn, persons)
     rows = [running_row(key, totals[key], plan) for key in sorted(totals)]
-    await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in rows] for name in _RUNNING_COLUMNS))
+    await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in rows] for name in RUNNING_COLUMNS))
 
 
 async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[PersonKey]:
@@ -287,11 +286,11 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[Perso
         totals = tally(Credit(*row) for row in rows)
         await _apply_deltas(conn, totals)
         before = {(row["period"], row["person_id"]): tuple(row) for row in await conn.fetch(
-            f"SELECT {', '.join(_RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
+            f"SELECT {', '.join(RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
         persons = sorted(totals)
         await refresh_running(conn, persons, plan)
         after = {(row["period"], row["person_id"]): tuple(row) for row in await conn.fetch(
-            f"SELECT {', '.join(_RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
+            f"SELECT {', '.join(RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
         changed += [key for key in persons if before.get(key) != after.get(key)]
     await settlement.carry_adjustments(conn, changed)
     await conn.execute("DELETE FROM ledger_rebuilds")

@@ -11,14 +11,11 @@ from decimal import Decimal
 
 import asyncpg
 
+from schemas.events import ROLES
+from stream.bonus import RUNNING_COLUMNS
 from stream.errors import CrmbonusError
 
-#: The columns of SPEC section 6, in its order; payroll files carry them by these names.
-BONUS_COLUMNS = ("period", "person_id", "role", "cross_sell_count", "cross_sell_amount",
-                 "appointments_held", "appointments_converted", "cross_sell_bonus",
-                 "appointment_bonus", "prior_adjustments", "total_bonus")
 MONEY_COLUMNS = ("cross_sell_amount", "cross_sell_bonus", "appointment_bonus", "prior_adjustments", "total_bonus")
-ROLES = ("telemarketer", "field_rep")
 
 
 @dataclass(frozen=True)
@@ -35,9 +32,9 @@ class PayrollFile:
     def to_csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([*BONUS_COLUMNS, "settlement_id", "settled_at"])
+        writer.writerow([*RUNNING_COLUMNS, "settlement_id", "settled_at"])
         for row in self.rows:
-            writer.writerow([*(row[name] for name in BONUS_COLUMNS), self.settlement_id, self.settled_at])
+            writer.writerow([*(row[name] for name in RUNNING_COLUMNS), self.settlement_id, self.settled_at])
         return buffer.getvalue()
 
     def to_json(self) -> str:
@@ -45,7 +42,7 @@ class PayrollFile:
             "period": self.period,
             "settlement_id": self.settlement_id,
             "settled_at": self.settled_at,
-            "rows": [{name: _json_value(row[name]) for name in BONUS_COLUMNS} for row in self.rows],
+            "rows": [{name: _json_value(row[name]) for name in RUNNING_COLUMNS} for row in self.rows],
             "totals": {name: str(value) for name, value in self.totals().items()},
         }
         return json.dumps(document, indent=2) + "\n"
@@ -64,7 +61,7 @@ async def payroll_file(conn: asyncpg.Connection, period: str) -> PayrollFile:
             f"Run `crmbonus settle --period {period}` first."
         )
     rows = await conn.fetch(
-        f"SELECT {', '.join(BONUS_COLUMNS)} FROM bonus_settled WHERE period = $1 ORDER BY person_id", period
+        f"SELECT {', '.join(RUNNING_COLUMNS)} FROM bonus_settled WHERE period = $1 ORDER BY person_id", period
     )
     return PayrollFile(period, str(closed["settlement_id"]), closed["settled_at"].isoformat(),
                        [dict(row) for row in rows])
