@@ -20,7 +20,7 @@ from typing import Any, cast
 import faust
 
 from benchmarks.raw import RawMeasure
-from stream.app import EMBEDDED_TIMING
+from stream.runtime import EMBEDDED_TIMING
 from stream.settings import Settings
 
 

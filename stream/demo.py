@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stream import reports
-from stream.app import Runtime
 from stream.demo_data import DemoConfig, generate, write_jsonl
 from stream.plan import Plan
 from stream.replay import ReplayProgress, ReplayReport, process
+from stream.runtime import Runtime
 from stream.settings import Settings
 from stream.settlement import Settlement, settle
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stream import embedded
-from stream.app import Runtime
 from stream.errors import CrmbonusError
 from stream.kafka import ensure_topics, publish
 from stream.pipeline import BatchResult
 from stream.plan import Plan
 from stream.publishing import read_lines, to_outgoing
 from stream.runner import run_worker
+from stream.runtime import Runtime
 from stream.settings import Resolved, Settings
 
 Offsets = dict[tuple[str, int], int]

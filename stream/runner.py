@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 
 import faust
 
-from stream.app import Runtime, build_app
+from stream.app import build_app
 from stream.pipeline import BatchResult
 from stream.plan import Plan
+from stream.runtime import Runtime
 from stream.settings import Resolved
 
 logger = logging.getLogger(__name__)

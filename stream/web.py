@@ -20,7 +20,7 @@ from stream.errors import CrmbonusError
 from stream.settlement import PERIOD
 
 if TYPE_CHECKING:
-    from stream.app import Runtime
+    from stream.runtime import Runtime
 
 PAGE = (Path(__file__).parent / "leaderboard.html").read_text()
 HEALTH_QUERY_TIMEOUT_S = 2.0
