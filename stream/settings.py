@@ -98,7 +98,7 @@ class Settings(_Common):
 
 @dataclass(frozen=True, kw_only=True)
 class Resolved(_Common):
-    """Settings with concrete services: what a worker, a replay or a query runs on once they are up."""
+    """Settings with concrete services, as a worker or a replay runs on them once they are up."""
 
     broker: str
     database_url: str
