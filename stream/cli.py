@@ -27,6 +27,7 @@ from stream.settings import ENV_BROKER, ENV_DATABASE_URL, ENV_PLAN, Settings, lo
 
 if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run it pay for that
     from stream.replay import ReplayProgress
+    from stream.settlement import Settlement
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -202,11 +203,20 @@ def settle(broker: str | None, database_url: str | None, plan: str | None, perio
     Settling a closed period again changes nothing and says so. Events that change a
     closed period afterwards are paid as prior_adjustments in the next open period.
     """
-    from stream.settlement import check_period
+    from stream.ledger import rebuild_if_pending
+    from stream.periods import check_period
     from stream.settlement import settle as close_period
 
     check_period(period)
-    result = with_database(settings_from(broker, database_url, plan), lambda conn: close_period(conn, period))
+    settings = settings_from(broker, database_url, plan)
+    bonus_plan = load_plan(settings.plan_path)
+
+    async def work(conn: asyncpg.Connection) -> Settlement:
+        async with conn.transaction():  # a migration may ask for it: never settle stale rows
+            await rebuild_if_pending(conn, bonus_plan)
+        return await close_period(conn, period)
+
+    result = with_database(settings, work)
     when = result.settled_at.isoformat(timespec="seconds")
     if result.already_closed:
         err.print(f"period {period} is already closed (settlement {result.settlement_id} at {when}); "
@@ -224,8 +234,8 @@ def settle(broker: str | None, database_url: str | None, plan: str | None, perio
 def export(broker: str | None, database_url: str | None, plan: str | None, period: str, fmt: str,
            output: str | None) -> None:
     """The payroll file of a settled PERIOD, one row per person, from bonus_settled."""
+    from stream.periods import check_period
     from stream.reports import payroll_file
-    from stream.settlement import check_period
 
     check_period(period)
     settings = settings_from(broker, database_url, plan)
@@ -292,7 +302,7 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, month: 
     """
     from stream.demo import DemoOutcome, previous_month, run_demo
     from stream.demo_data import DemoConfig
-    from stream.settlement import check_period
+    from stream.periods import check_period
 
     chosen = check_period(month or previous_month())
     settings = settings_from(broker, database_url, plan, web_port=web_port)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from schemas.messages import Message
-from stream import db
+from stream import db, ledger
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
@@ -66,6 +66,8 @@ class Runtime:
             return
         self.pool = await db.create_pool(self.settings.database_url, max_size=4)
         await db.migrate(self.pool)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await ledger.rebuild_if_pending(conn, self.plan)  # a migration may ask for it
         self.pipeline = Pipeline(self.pool, self.plan, self.settings.group_id)
         self.pipeline.on_retry = self.metrics.retries.inc
         async with self.pool.acquire() as conn:  # where this group got to before, for the lag gauge

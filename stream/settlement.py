@@ -25,7 +25,7 @@ import asyncpg
 
 from schemas.events import FIELD_REP
 from stream.bonus import EARNED_COLUMNS, PersonKey, earned, paid
-from stream.periods import PERIOD, adjustment_target, check_period, next_period  # noqa: F401 (PERIOD, next_period: callers' names)
+from stream.periods import adjustment_target, check_period
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream import reports
 from stream.errors import CrmbonusError
-from stream.settlement import PERIOD
+from stream.periods import PERIOD
 
 if TYPE_CHECKING:
     from stream.runtime import Runtime

@@ -6,8 +6,8 @@ import pytest
 
 from stream import cli
 from stream.errors import ConfigError, CrmbonusError
+from stream.periods import adjustment_target, check_period, next_period
 from stream.settings import Settings, Topics, bootstrap_servers, load_settings, validate_broker
-from stream.settlement import check_period, next_period
 
 
 def command_line_settings(*args: str) -> Settings:
@@ -62,7 +62,12 @@ def test_next_period(period: str, following: str) -> None:
     assert next_period(period) == following
 
 
-@pytest.mark.parametrize("period", ["2026-13", "2026-00", "2026-1", "26-11", "2026/11", ""])
+def test_adjustment_target_skips_closed_months() -> None:
+    assert adjustment_target("2026-11", {"2026-11"}) == "2026-12"
+    assert adjustment_target("2026-11", {"2026-11", "2026-12", "2027-01"}) == "2027-02"
+
+
+@pytest.mark.parametrize("period", ["2026-13", "2026-00", "2026-1", "26-11", "2026/11", "", "2026-10\n", " 2026-10"])
 def test_bad_period_is_refused(period: str) -> None:
     with pytest.raises(CrmbonusError, match="must be YYYY-MM"):
         check_period(period)
