@@ -28,9 +28,10 @@ system-deps: ## Debian packages the tests use: promtool (prometheus) and chromiu
 demo: setup ## the main job: a month of CRM activity through the embedded stack, leaderboard, settlement, payroll file
 	$(BIN)/crmbonus demo
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the layers' import contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup system-deps lint ## lint, then every test (unit, integration, faults) on the real embedded broker and Postgres
 	$(PY) -m pytest
