@@ -3,9 +3,9 @@
 It runs as a service of the Faust app (which also owns the web server, the timers
 and the producer), but reads with aiokafka's `getmany` rather than a Faust agent's
 stream: Faust's per-message path (an event object, a queue hop from its consumer
-thread and an ack per record) costs ~150 µs a message on a 2-core machine, ten
-times the pipeline's own cost per event (`benchmarks`, row 1b). A batch here is
-simply what `getmany` returns, up to `batch_max` records.
+thread and an ack per record) costs more per message than the whole pipeline costs
+per event (`make bench`: row 1b, a bare agent that only acks, against row 4). A batch
+here is simply what `getmany` returns, up to `batch_max` records.
 
 Offsets are committed to Kafka only after the batch's Postgres transaction is in.
 Postgres is the record (`consumer_progress`, written in that transaction); the
