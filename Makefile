@@ -49,3 +49,22 @@ clean: ## remove the embedded data directory (.crmbonus/)
 	rm -rf .crmbonus
 
 .PHONY: help setup system-deps demo lint test unit bench bench-smoke clean
+
+# --- a real Apache Kafka broker (KRaft, one node) for tests, benchmarks and local use: tests/apache_kafka.py
+KAFKA_WORKDIR ?= .crmbonus/apache-kafka
+KAFKA_PORT    ?=
+
+java-deps: ## Java 17+ and Maven for the Apache Kafka tier (Debian's default-jdk-headless, maven)
+	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jdk-headless maven >/dev/null; \
+	  else echo "note: no java or mvn: the Apache Kafka tier will be skipped (install Debian's default-jdk-headless and maven)"; fi; \
+	fi
+
+kafka-jars: setup ## fetch Apache Kafka's jars from Maven Central (deploy/kafka/pom.xml) into ~/.cache/crmbonus, once
+	$(PY) -m tests.apache_kafka jars
+
+kafka: setup kafka-jars ## an Apache Kafka broker in the foreground until Ctrl-C (data in .crmbonus/apache-kafka; KAFKA_PORT=N)
+	$(PY) -m tests.apache_kafka run --workdir $(KAFKA_WORKDIR) $(if $(KAFKA_PORT),--port $(KAFKA_PORT))
+
+.PHONY: java-deps kafka-jars kafka
