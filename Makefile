@@ -33,8 +33,9 @@ lint: setup ## ruff, mypy and the layers' import contracts (pyproject.toml)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: setup system-deps lint ## lint, then every test (unit, integration, faults) on the real embedded broker and Postgres
-	$(PY) -m pytest
+test: setup system-deps java-deps lint ## lint, then every test (unit, integration, faults) on the embedded broker, Apache Kafka and a real Postgres
+	@$(PY) -m tests.apache_kafka jars || echo "note: no Apache Kafka jars: its tier is skipped, the reason is printed below (-rs)"
+	$(PY) -m pytest -rs
 
 unit: setup ## the unit tests only (seconds)
 	$(PY) -m pytest tests/unit
