@@ -16,6 +16,20 @@ from stream.bonus import RUNNING_COLUMNS
 from stream.errors import CrmbonusError
 
 MONEY_COLUMNS = ("cross_sell_amount", "cross_sell_bonus", "appointment_bonus", "prior_adjustments", "total_bonus")
+#: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): these first characters.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A value for a CSV cell that a spreadsheet never runs as a formula.
+
+    Text starting with = + - @ or a tab/CR gets a leading apostrophe, which spreadsheets show
+    as text (OWASP's rule); numbers stay numbers, so a money column's `-12.50` is still -12.50.
+    Ids come from CRM publishers, so every text cell is treated as hostile.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,7 +48,8 @@ class PayrollFile:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([*RUNNING_COLUMNS, "settlement_id", "settled_at"])
         for row in self.rows:
-            writer.writerow([*(row[name] for name in RUNNING_COLUMNS), self.settlement_id, self.settled_at])
+            writer.writerow([csv_cell(cell) for cell in (*(row[name] for name in RUNNING_COLUMNS),
+                                                         self.settlement_id, self.settled_at)])
         return buffer.getvalue()
 
     def to_json(self) -> str:
