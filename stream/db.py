@@ -1,4 +1,9 @@
-"""Postgres connection and schema migrations (the files in deploy/migrations, in order)."""
+"""Postgres connection and schema migrations (the files in stream/migrations, in order).
+
+The migrations are package data: they ship inside the wheel and are found next to this module
+in a plain install, an editable one and the source tree alike (`deploy/migrations` in the
+repository is a symlink to them).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from stream.errors import UnreachableError
+from stream.errors import CrmbonusError, UnreachableError
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "deploy" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: Any constant works; it only has to be the same in every crmbonus process.
 MIGRATION_LOCK_KEY = 0x63726D62
 
@@ -46,8 +51,20 @@ async def create_pool(url: str, min_size: int = 1, max_size: int = 4) -> asyncpg
     return pool
 
 
+def migration_files() -> list[Path]:
+    """The SQL migrations in the order they apply; none found is an incomplete installation."""
+    files = sorted(MIGRATIONS_DIR.glob("*.sql"))
+    if not files:
+        raise CrmbonusError(
+            f"no SQL migrations in {MIGRATIONS_DIR}: this crmbonus installation is incomplete "
+            "(the wheel ships them as package data under stream/migrations); reinstall crmbonus."
+        )
+    return files
+
+
 async def migrate(pool: asyncpg.Pool) -> list[str]:
     """Apply the migrations not applied yet, under a lock so concurrent workers do it once."""
+    files = migration_files()
     applied_now: list[str] = []
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
@@ -56,7 +73,7 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        for path in files:
             if path.stem in done:
                 continue
             await conn.execute(path.read_text())

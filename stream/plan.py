@@ -38,7 +38,9 @@ import msgspec
 
 from stream.errors import PlanError
 
-DEFAULT_PLAN_PATH: pathlib.Path = pathlib.Path(__file__).resolve().parent.parent / "deploy" / "plans" / "default.toml"
+#: The shipped default plan: package data next to this module, so a plain wheel install has it too
+#: (`deploy/plans/default.toml` in the repository is a symlink to it).
+DEFAULT_PLAN_PATH: pathlib.Path = pathlib.Path(__file__).resolve().parent / "plans" / "default.toml"
 
 #: SPEC §5.6: how the telemarketer share of a cross-sell line is attributed.
 ATTRIBUTION_MODELS = ("last_touch", "first_touch", "linear")
@@ -74,7 +76,7 @@ class Plan:
 
 
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
-    """Read and validate the plan at `path` (default: the shipped `deploy/plans/default.toml`)."""
+    """Read and validate the plan at `path` (default: the shipped plan, `DEFAULT_PLAN_PATH`)."""
     plan_path = DEFAULT_PLAN_PATH if path is None else pathlib.Path(path)
     source = os.fspath(plan_path)
     try:

@@ -51,7 +51,9 @@ def test_default_plan_has_the_values_of_spec_section_4() -> None:
 
 
 def test_default_path_is_the_shipped_file_and_none_means_it() -> None:
-    assert DEFAULT_PLAN_PATH == Path(__file__).resolve().parents[2] / "deploy/plans/default.toml"
+    root = Path(__file__).resolve().parents[2]
+    assert DEFAULT_PLAN_PATH == root / "stream/plans/default.toml"  # package data, in the wheel too
+    assert (root / "deploy/plans/default.toml").resolve() == DEFAULT_PLAN_PATH  # the repository's link to it
     assert load_plan(None) == load_plan(DEFAULT_PLAN_PATH) == load_plan(str(DEFAULT_PLAN_PATH))
 
 
