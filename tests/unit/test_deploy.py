@@ -4,16 +4,19 @@ docker-compose.yml, deploy/Dockerfile, the Prometheus config and the Grafana pro
 and dashboards name ports, environment variables, paths, datasource uids and metric names
 that are defined in Python. Docker does not run here, so these tests check structure: a
 renamed setting, a moved port or a dropped metric fails here, not in front of an operator.
+(The wheel the Dockerfile installs is built, installed and run for real by `make wheel-test`.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import textwrap
+import tomllib
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,9 +25,11 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
+from stream import db
 from stream import settings as settings_module
+from stream.errors import CrmbonusError
 from stream.metrics import NAMES, Metrics
-from stream.plan import load_plan
+from stream.plan import DEFAULT_PLAN_PATH, load_plan
 from stream.settings import Settings, bootstrap_servers, validate_broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +44,6 @@ DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 LEADERBOARD = DASHBOARDS / "leaderboard.json"
 PIPELINE = DASHBOARDS / "pipeline.json"
 
-APP_DIR = PurePosixPath("/app")  # where deploy/Dockerfile puts the repository
 SERVICES = {"kafka", "postgres", "worker", "prometheus", "grafana"}
 POSTGRES_UID = "crmbonus-postgres"
 PROMETHEUS_UID = "crmbonus-prometheus"
@@ -92,11 +96,6 @@ def bind_mounts(name: str) -> dict[Path, PurePosixPath]:
         if source.startswith((".", "/")):
             mounts[(ROOT / source).resolve()] = PurePosixPath(target)
     return mounts
-
-
-def host_path_in_app(container_path: str) -> Path:
-    """A path inside the worker image (/app/...) as the file in this repository."""
-    return ROOT / PurePosixPath(container_path).relative_to(APP_DIR)
 
 
 def web_port() -> int:
@@ -157,12 +156,14 @@ def test_worker_database_url_points_at_the_postgres_service() -> None:
     assert password == pg["POSTGRES_PASSWORD"], "the worker and postgres must share one password setting"
 
 
-def test_worker_plan_path_is_the_shipped_plan() -> None:
-    plan_path = environment("worker")[settings_module.ENV_PLAN]
-    assert PurePosixPath(plan_path).is_relative_to(APP_DIR)
-    local = host_path_in_app(plan_path)
-    assert local.is_file(), f"{plan_path} maps to {local}, which does not exist"
-    assert load_plan(local).version  # a plan the worker would accept at start-up
+def test_worker_plan_path_is_the_shipped_plan_mounted_read_only() -> None:
+    """CRMBONUS_PLAN names a read-only bind mount of deploy/plans/default.toml, the packaged plan."""
+    plan_path = PurePosixPath(environment("worker")[settings_module.ENV_PLAN])
+    mounted = {target: source for source, target in bind_mounts("worker").items()}
+    assert plan_path in mounted, f"{plan_path} is not bind-mounted into the worker"
+    assert mounted[plan_path] == DEFAULT_PLAN_PATH  # bind_mounts resolves the deploy/ symlink
+    assert f"./deploy/plans/default.toml:{plan_path}:ro" in service("worker")["volumes"]
+    assert load_plan(mounted[plan_path]).version  # a plan the worker would accept at start-up
 
 
 def test_worker_serves_on_the_settings_web_port() -> None:
@@ -557,9 +558,27 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return result
 
 
+def dockerfile_stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(FROM arguments, the stage's other instructions) for each stage, in order."""
+    stages: list[tuple[str, list[tuple[str, str]]]] = []
+    for word, args in dockerfile_instructions():
+        if word == "FROM":
+            stages.append((args, []))
+        else:
+            assert stages, f"{word} before the first FROM"
+            stages[-1][1].append((word, args))
+    return stages
+
+
+def project_packages() -> list[str]:
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    return [name.rstrip("*") for name in packages["include"]]
+
+
 def test_dockerfile_base_port_healthcheck_and_command() -> None:
     instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    for from_args, _ in dockerfile_stages():
+        assert from_args.split()[0] == "python:3.11-slim", from_args
     exposed = [args for word, args in instructions if word == "EXPOSE"]
     assert exposed == [str(web_port())]
     (healthcheck,) = [args for word, args in instructions if word == "HEALTHCHECK"]
@@ -578,17 +597,79 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
     assert last_index < max(i for i, (word, _) in enumerate(instructions) if word == "CMD")
 
 
-def test_dockerfile_installs_the_repo_editable_at_app_so_deploy_files_are_found() -> None:
-    """stream/db.py and stream/plan.py look for <repo>/deploy next to the `stream` package."""
-    import tomllib
+def test_dockerfile_builds_the_wheel_and_installs_it_not_editable() -> None:
+    """A build stage runs `pip wheel` of the project; the image `pip install`s that wheel into
+    site-packages, where the migrations and the default plan are package data. No editable
+    install, no source tree in the image, no COPY of deploy/."""
+    stages = dockerfile_stages()
+    assert len(stages) == 2, f"expected a build stage and the image, found {len(stages)} stage(s)"
+    (build_from, build), (_, final) = stages
+    build_args = build_from.split()
+    assert len(build_args) == 3 and build_args[1].upper() == "AS", build_from
+    build_name = build_args[2]
 
+    copies = [args.split() for word, args in build if word == "COPY"]
+    sources = {source.rstrip("/") for args in copies for source in args[:-1]}
+    for name in [*project_packages(), "pyproject.toml", "README.md"]:  # README.md: pyproject's `readme`
+        assert name in sources, f"the build stage does not copy {name}"
+    workdir = PurePosixPath([args for word, args in build if word == "WORKDIR"][-1])
+    build_runs = " && ".join(args for word, args in build if word == "RUN")
+    wheel = re.search(r"pip wheel (?=[^&;]*--no-deps)[^&;]*-w (\S+) (\S+)", build_runs)
+    assert wheel, "the build stage must `pip wheel --no-deps -w DIR PROJECT`"
+    wheel_dir, project = PurePosixPath(wheel.group(1)), PurePosixPath(wheel.group(2))
+    assert workdir / project == workdir, f"`pip wheel` builds {project}, not the copied project in {workdir}"
+
+    (from_build,) = [args.split() for word, args in final if word == "COPY" and args.startswith("--from=")]
+    assert from_build[0] == f"--from={build_name}" and PurePosixPath(from_build[1]) == wheel_dir, from_build
+    final_runs = " && ".join(args for word, args in final if word == "RUN")
+    installed = re.search(rf"pip install (\S*{re.escape(from_build[2].rstrip('/'))}/crmbonus-\*\.whl)", final_runs)
+    assert installed, f"the image must `pip install {from_build[2].rstrip('/')}/crmbonus-*.whl`"
+    final_copies = {args.split()[0] for word, args in final if word == "COPY" and not args.startswith("--from=")}
+    assert final_copies <= {"pyproject.toml"}, f"the image copies source files: {final_copies}"
+    env = " ".join(args for word, args in final if word == "ENV")
+    assert re.search(r"\bCRMBONUS_DATA_DIR=/var/lib/crmbonus\b", env), "the image sets CRMBONUS_DATA_DIR"
+
+
+def test_dockerfile_has_no_editable_install_and_no_copy_of_deploy() -> None:
     instructions = dockerfile_instructions()
-    assert ("WORKDIR", str(APP_DIR)) in instructions
-    copied = {PurePosixPath(args.split()[-1]) for word, args in instructions if word == "COPY"}
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    for name in [p.rstrip("*") for p in packages["include"]] + ["deploy"]:
-        assert APP_DIR / name in copied, f"the image does not copy {name}/ to {APP_DIR / name}"
-    runs = " ".join(args for word, args in instructions if word == "RUN")
-    assert re.search(rf"pip install[^&;]* -e {APP_DIR}\b", runs), "install the project editable from /app"
-    for relative in ("deploy/migrations", "deploy/plans/default.toml"):
-        assert (ROOT / relative).exists(), relative
+    for word, args in instructions:
+        if word == "RUN" and "pip install" in args:
+            assert not re.search(r"(^|\s)(-e|--editable)(\s|=|$)", args), f"an editable install remains: {args}"
+        if word == "COPY":
+            sources = [s for s in args.split()[:-1] if not s.startswith("--")]
+            assert not any(PurePosixPath(s).parts[:1] == ("deploy",) for s in sources), f"COPY of deploy/: {args}"
+
+
+# --- packaging: migrations and the default plan are package data -----------------------
+
+
+def test_migrations_and_default_plan_live_in_the_package_and_deploy_links_to_them() -> None:
+    """One copy of each file: the real files are package data under stream/ (so the wheel carries
+    them), and deploy/migrations and deploy/plans/default.toml are relative symlinks to them."""
+    for link, target in ((DEPLOY / "migrations", db.MIGRATIONS_DIR), (DEPLOY / "plans" / "default.toml",
+                                                                      DEFAULT_PLAN_PATH)):
+        where = link.relative_to(ROOT)
+        assert link.is_symlink(), f"{where} must be a symlink into the package, not a second copy"
+        assert not os.path.isabs(os.readlink(link)), f"{where} must be a relative symlink"
+        assert link.resolve() == target, f"{where} points at {link.resolve()}, not at {target}"
+        assert not target.is_symlink() and target.is_relative_to(ROOT / "stream"), target
+    assert db.MIGRATIONS_DIR == ROOT / "stream" / "migrations"
+    assert DEFAULT_PLAN_PATH == ROOT / "stream" / "plans" / "default.toml"
+
+
+def test_package_data_covers_every_migration_and_the_default_plan() -> None:
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["stream"]
+    shipped = {path for pattern in patterns for path in (ROOT / "stream").glob(pattern)}
+    migrations = db.migration_files()
+    assert [path.stem for path in migrations][:5] == [
+        "0001_events", "0002_credits", "0003_settlement", "0004_customers", "0005_person_totals",
+    ]  # the database records applied migrations by these stems: never rename them
+    missing = [path for path in [*migrations, DEFAULT_PLAN_PATH] if path not in shipped]
+    assert not missing, f"not in [tool.setuptools.package-data] stream: {missing}"
+
+
+def test_no_migrations_found_is_an_error_naming_the_directory(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "MIGRATIONS_DIR", tmp_path)
+    with pytest.raises(CrmbonusError, match=re.escape(f"no SQL migrations in {tmp_path}")):
+        db.migration_files()
