@@ -40,6 +40,9 @@ test: setup system-deps java-deps lint ## lint, then every test (unit, integrati
 unit: setup ## the unit tests only (seconds)
 	$(PY) -m pytest tests/unit
 
+wheel-test: setup ## build the wheel, install it (not editable) in a fresh venv, replay the worked example from an empty dir (~30 s)
+	PYTHON=$(PY) tests/packaging/check_wheel.sh
+
 bench: setup ## the throughput/latency/RSS benchmark of issue 6 (~2.5 min), prints the table
 	$(PY) -m benchmarks.run
 
@@ -49,7 +52,7 @@ bench-smoke: setup ## every benchmark measurement, tiny (CI; figures printed, no
 clean: ## remove the embedded data directory (.crmbonus/)
 	rm -rf .crmbonus
 
-.PHONY: help setup system-deps demo lint test unit bench bench-smoke clean
+.PHONY: help setup system-deps demo lint test unit wheel-test bench bench-smoke clean
 
 # --- a real Apache Kafka broker (KRaft, one node) for tests, benchmarks and local use: tests/apache_kafka.py
 KAFKA_WORKDIR ?= .crmbonus/apache-kafka
