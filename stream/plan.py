@@ -118,6 +118,10 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
 
 _Text = Annotated[str, msgspec.Meta(min_length=1, description="a non-empty string")]
 _Count = Annotated[int, msgspec.Meta(ge=0, description="a whole number (TOML integer)")]
+#: A window or a clawback in days; a century is far beyond any pay rule, and a bound keeps the
+#: dates it moves by representable (99999999999 days would overflow `timedelta`).
+MAX_DAYS = 36_525
+_Days = Annotated[int, msgspec.Meta(ge=0, le=MAX_DAYS, description="a whole number (TOML integer)")]
 _Exact = Annotated[Decimal, msgspec.Meta(description='a decimal string such as "0.30"')]
 _Category = Annotated[str, msgspec.Meta(min_length=1, description="a category name")]
 
@@ -140,16 +144,16 @@ class _CrossSell(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
 class _Appointments(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     held_credit: _Exact
     conversion_bonus: _Exact
-    conversion_window_days: _Count
+    conversion_window_days: _Days
 
 
 class _Document(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     version: _Text
     timezone: _Text
-    attribution_window_days: _Count
+    attribution_window_days: _Days
     attribution_model: _Text
     telemarketer_share: _Exact
-    clawback_days: _Count
+    clawback_days: _Days
     cross_sell: _CrossSell
     appointments: _Appointments
 
@@ -258,6 +262,9 @@ def _wrong(value: object, shape: Any, problem: str) -> str:
         return f"not a decimal number: {value!r}"
     if type(value) is int and any(meta.ge == 0 for meta in metas) and value < 0:
         return f"must not be negative, got {value}"
+    if type(value) is int and (most := next((meta.le for meta in metas if meta.le is not None), None)) is not None \
+            and value > most:
+        return f"must be at most {most}, got {value}"
     description = next((meta.description for meta in metas if meta.description), None)
     if description is None and (bare is dict or typing.get_origin(bare) is dict or _is_table(bare)):
         description = "a table"

@@ -117,6 +117,12 @@ REFUSALS = [
         id="negative-days",
     ),
     pytest.param(
+        "attribution_window_days = 30",
+        "attribution_window_days = 99999999999",
+        "attribution_window_days: must be at most 36525, got 99999999999",
+        id="days-beyond-a-century",
+    ),
+    pytest.param(
         "min_count = 3",
         "min_count = -1",
         "cross_sell.min_count: must not be negative, got -1",
