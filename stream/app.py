@@ -7,11 +7,16 @@ share at run time is a `Runtime` (stream/runtime.py), which knows nothing of Fau
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import faust
+from faust.types.auth import CredentialsT
 from mode import Service
 
 from agents.crm import CrmConsumer
 from stream import web
+from stream.kafka import client_options
 from stream.plan import Plan
 from stream.runtime import Runtime
 from stream.settings import Resolved
@@ -31,16 +36,39 @@ class PostgresService(Service):
         await self.runtime.close_database()
 
 
+def broker_credentials(options: Mapping[str, Any]) -> CredentialsT | None:
+    """`client_options` (stream/kafka.py) in Faust's form, for its producer (the dead letters).
+
+    Faust hands its aiokafka clients exactly these keyword arguments back
+    (faust/transport/drivers/aiokafka.py `credentials_to_aiokafka_auth`): a SASLCredentials
+    with an SSL context is SASL_SSL, without one SASL_PLAINTEXT; SSLCredentials is SSL.
+    """
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                                 mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"))
+
+
 def build_app(settings: Resolved, plan: Plan) -> tuple[faust.App, Runtime]:
-    """The Faust app with the CRM consumer and the web pages registered, and the runtime they share."""
+    """The Faust app with the CRM consumer and the web pages registered, and the runtime they share.
+
+    Faust's data directory goes under the data directory, made here (parents too): a worker
+    runs from any working directory (SPEC section 11), and Faust would only make its last part.
+    """
+    datadir = (settings.data_dir / "faust").resolve()
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.group_id,
         broker=settings.broker,
+        broker_credentials=broker_credentials(client_options(settings.kafka)),
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
         store="memory://",
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(datadir),
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_host="0.0.0.0",

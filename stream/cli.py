@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,11 +20,29 @@ from rich.table import Table
 
 from stream import db, embedded
 from stream.errors import CrmbonusError
-from stream.kafka import ensure_topics
+from stream.kafka import ensure_topics, ensure_topics_of
 from stream.kafka import publish as publish_messages
 from stream.plan import load_plan
 from stream.publishing import read_lines, refusals, to_outgoing
-from stream.settings import ENV_BROKER, ENV_DATABASE_URL, ENV_PLAN, Settings, load_settings
+from stream.settings import (
+    DEFAULT_PARTITIONS,
+    ENV_BROKER,
+    ENV_DATABASE_URL,
+    ENV_KAFKA_SASL_MECHANISM,
+    ENV_KAFKA_SASL_PASSWORD,
+    ENV_KAFKA_SASL_PASSWORD_FILE,
+    ENV_KAFKA_SASL_USERNAME,
+    ENV_KAFKA_SECURITY_PROTOCOL,
+    ENV_KAFKA_SSL_CAFILE,
+    ENV_KAFKA_SSL_CERTFILE,
+    ENV_KAFKA_SSL_KEYFILE,
+    ENV_PLAN,
+    KafkaSecurity,
+    Settings,
+    load_kafka_security,
+    load_settings,
+    topic_replicas,
+)
 
 if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run it pay for that
     from stream.replay import ReplayProgress
@@ -46,11 +65,34 @@ class Crmbonus(click.Group):
             sys.exit(2)
 
 
+#: The Kafka security flags: (flag, variable, the `load_kafka_security` argument it gives, help).
+KAFKA_FLAGS = (
+    ("--kafka-security-protocol", ENV_KAFKA_SECURITY_PROTOCOL, "protocol",
+     "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL. Anything but PLAINTEXT needs --broker."),
+    ("--kafka-sasl-mechanism", ENV_KAFKA_SASL_MECHANISM, "sasl_mechanism",
+     "PLAIN (default with SASL), SCRAM-SHA-256 or SCRAM-SHA-512."),
+    ("--kafka-sasl-username", ENV_KAFKA_SASL_USERNAME, "sasl_username",
+     f"SASL user. Its password: {ENV_KAFKA_SASL_PASSWORD}, or {ENV_KAFKA_SASL_PASSWORD_FILE} naming a file "
+     "that holds it (no flag: a command line is visible to every user of the machine)."),
+    ("--kafka-ssl-cafile", ENV_KAFKA_SSL_CAFILE, "ssl_cafile",
+     "PEM file of the CA(s) the broker's certificate is checked against (default: the system's)."),
+    ("--kafka-ssl-certfile", ENV_KAFKA_SSL_CERTFILE, "ssl_certfile", "PEM client certificate, for mutual TLS."),
+    ("--kafka-ssl-keyfile", ENV_KAFKA_SSL_KEYFILE, "ssl_keyfile",
+     "PEM key of the client certificate (default: in the certificate file)."),
+)
+
+
 def service_options(command: F) -> F:
-    """--broker, --database-url and --plan, accepted by every command (SPEC section 8).
+    """--broker, --database-url, --plan and the Kafka security flags, accepted by every command (SPEC
+    sections 8 and 11); the command gets the security flags as one `kafka: KafkaSecurity`.
 
     Each reads its CRMBONUS_* variable when the flag is not given: flag > environment > default.
     """
+
+    @functools.wraps(command)
+    def with_kafka(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, kafka=kafka_security(kwargs), **kwargs)
+
     options = [
         click.option("--broker", metavar="URL", envvar=ENV_BROKER, show_envvar=True,
                      help="kafka://host:port, several joined by ';' (default: an embedded broker)."),
@@ -58,12 +100,45 @@ def service_options(command: F) -> F:
                      help="postgresql:// URL (default: an embedded Postgres under ./.crmbonus/)."),
         click.option("--plan", metavar="PATH", envvar=ENV_PLAN, show_envvar=True,
                      help="Bonus plan TOML (default: deploy/plans/default.toml)."),
+        *(click.option(flag, metavar="PATH" if "ssl" in flag else "NAME", envvar=env, show_envvar=True, help=text)
+          for flag, env, _, text in KAFKA_FLAGS),
+    ]
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), with_kafka)  # type: ignore[return-value]
+
+
+def kafka_security(params: dict[str, Any]) -> KafkaSecurity:
+    """The security flags' values, taken out of a command's `params`, loaded (and checked) once."""
+    return load_kafka_security(**{argument: params.pop(flag.removeprefix("--").replace("-", "_"))
+                                  for flag, _, argument, _ in KAFKA_FLAGS})
+
+
+def topic_options(command: F) -> F:
+    """--create-topics, --partitions, --replication-factor: for the commands that use a broker."""
+    options = [
+        click.option("--create-topics", is_flag=True,
+                     help="Create missing topics on a configured broker; without it, a missing topic is an error "
+                          "(the embedded broker's are always created)."),
+        click.option("--partitions", type=click.IntRange(1, 100_000), default=DEFAULT_PARTITIONS,
+                     show_default=True,
+                     help="Partitions of a topic crmbonus creates: the most workers that can share the work."),
+        click.option("--replication-factor", type=int, metavar="R",
+                     help="Replicas of a topic crmbonus creates. Default -1: the broker's own "
+                          "default.replication.factor (CreateTopics takes -1 since Kafka 2.4; tested on 4.4), "
+                          "so the cluster's choice applies without crmbonus knowing its size; 1 on the "
+                          "embedded broker."),
     ]
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
 
-def settings_from(broker: str | None, database_url: str | None, plan: str | None, **extra: Any) -> Settings:
+def settings_from(broker: str | None, database_url: str | None, plan: str | None,
+                  kafka: KafkaSecurity | None = None, **extra: Any) -> Settings:
+    if kafka is not None:
+        extra["kafka"] = kafka
     return load_settings(broker=broker, database_url=database_url, plan=plan, **extra)
+
+
+def topic_settings(create_topics: bool, partitions: int, replication_factor: int | None) -> dict[str, Any]:
+    return {"create_topics": create_topics, "partitions": partitions, "replication_factor": replication_factor}
 
 
 @click.group(cls=Crmbonus, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,58 +155,81 @@ def main(verbose: int) -> None:
 
 @main.command()
 @service_options
+@topic_options
 @click.option("--web-port", default=6066, show_default=True,
               help="Port of the worker's HTTP server (worker i of --workers serves on this + i).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes in the consumer group: one per core uses them all.")
+              help="Worker processes in the consumer group: one per core uses them all; more than the "
+                   "topics' partitions leaves the extra ones idle.")
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, database_url: str | None, plan: str | None,
+           kafka: KafkaSecurity, create_topics: bool, partitions: int, replication_factor: int | None,
            web_port: int, workers: int) -> None:
     """Run the Faust worker: consume the CRM topics and keep the bonus tables current.
 
     Stops cleanly on SIGTERM or Ctrl-C: the batch in hand is committed first. With
     --workers N, N processes share the topics' partitions (and the embedded broker and
     Postgres); if one fails, the others are stopped and the command exits with its code.
+    On a configured broker the topics must exist, unless --create-topics.
     """
     from stream.runner import run_worker, supervise
 
-    settings = settings_from(broker, database_url, plan, web_port=web_port)
+    settings = settings_from(broker, database_url, plan, kafka, web_port=web_port,
+                             **topic_settings(create_topics, partitions, replication_factor))
     bonus_plan = load_plan(settings.plan_path)
     with embedded.services(settings) as resolved:
-        asyncio.run(ensure_topics(resolved.broker, resolved.topics, resolved.partitions))
+        asyncio.run(ensure_topics_of(resolved))
         err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}"
+                  + (f" ({kafka.describe()})" if kafka.configured else "")
                   + (f" ({workers} processes, HTTP on ports {web_port}-{web_port + workers - 1})"
                      if workers > 1 else ""))
         verbose = logging.getLogger().level <= logging.INFO
         if workers == 1:
             run_worker(resolved, bonus_plan, loglevel="info" if verbose else "warn")
             return
-        # The children find the embedded broker and Postgres this process started (announced
-        # under the data directory), so they get the same services and consumer-group timing.
+        # Every setting reaches the children through their environment, none on their command
+        # line (a database URL may hold a password; ps shows command lines to every user). With
+        # no broker or database configured, the children find the embedded ones this process
+        # started (announced under the data directory): the same services and group timing.
         parent = ctx.find_root().params
         flags = [*(["-v"] * parent["verbose"]), "worker",
-                 *(["--broker", broker] if broker else []),
-                 *(["--database-url", database_url] if database_url else []),
-                 *(["--plan", plan] if plan else [])]
+                 *(["--create-topics", "--partitions", str(partitions)] if create_topics else []),
+                 *(["--replication-factor", str(replication_factor)]
+                   if create_topics and replication_factor is not None else [])]
         code = supervise([[sys.executable, "-m", "stream", *flags, "--web-port", str(web_port + index)]
-                          for index in range(workers)])
+                          for index in range(workers)], env=child_environment(settings))
         if code:
             raise SystemExit(code)
 
 
+def child_environment(settings: Settings) -> dict[str, str]:
+    """This process's environment with `settings` in its CRMBONUS_* variables (flags included)."""
+    env = dict(os.environ)
+    for name, value in settings.environment().items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 @main.command()
 @service_options
+@topic_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--check", is_flag=True, help="Validate every line first; publish nothing if any is invalid.")
-def publish(broker: str | None, database_url: str | None, plan: str | None,
+def publish(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
+            create_topics: bool, partitions: int, replication_factor: int | None,
             files: tuple[str, ...], check: bool) -> None:
     """Publish each JSON line of FILES, as it is, to the topic of its event_type.
 
     Lines without a known event_type (or not JSON) go to the sales topic, where the
     worker dead-letters them. Keyed by customer_id where present. Blank lines are skipped.
     With no --broker, publishes to the embedded broker of a running `crmbonus worker`.
+    On a configured broker the input topics must exist, unless --create-topics.
     """
-    settings = settings_from(broker, database_url, plan)
+    settings = settings_from(broker, database_url, plan, kafka,
+                             **topic_settings(create_topics, partitions, replication_factor))
     lines = read_lines(files)
     if check:
         problems = list(refusals(lines))
@@ -146,12 +244,17 @@ def publish(broker: str | None, database_url: str | None, plan: str | None,
             f"under {settings.data_dir}/; start `crmbonus worker` first, or use `crmbonus replay`"
         )
     outgoing = [to_outgoing(line.raw, settings.topics) for line in lines]
+    embedded_target = settings.broker is None
     with bars() as progress:
         task = progress.add_task("published", total=len(outgoing))
 
         async def run() -> None:
-            await ensure_topics(target, settings.topics, settings.partitions)
-            await publish_messages(target, outgoing, on_sent=lambda n: progress.advance(task, n))
+            await ensure_topics(target, settings.topics, settings.partitions, security=settings.kafka,
+                                create=embedded_target or settings.create_topics,
+                                replication_factor=topic_replicas(settings.replication_factor, embedded_target),
+                                required=settings.topics.inputs, command="publish")
+            await publish_messages(target, outgoing, on_sent=lambda n: progress.advance(task, n),
+                                   security=settings.kafka)
 
         asyncio.run(run())
     err.print(f"published {len(outgoing)} lines to {target}")
@@ -159,16 +262,20 @@ def publish(broker: str | None, database_url: str | None, plan: str | None,
 
 @main.command()
 @service_options
+@topic_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def replay(broker: str | None, database_url: str | None, plan: str | None, files: tuple[str, ...]) -> None:
+def replay(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
+           create_topics: bool, partitions: int, replication_factor: int | None, files: tuple[str, ...]) -> None:
     """Publish FILES in order to a fresh embedded broker (or --broker), process them, exit 0.
 
     Exits 0 only once every published event is committed to Postgres: stored,
     dead-lettered or recognised as a duplicate. Safe to run twice: nothing doubles.
+    On a configured broker the topics must exist, unless --create-topics.
     """
     from stream.replay import replay as run_replay
 
-    settings = settings_from(broker, database_url, plan)
+    settings = settings_from(broker, database_url, plan, kafka,
+                             **topic_settings(create_topics, partitions, replication_factor))
     bonus_plan = load_plan(settings.plan_path)
     with replay_bars() as (_, bars):
         report = run_replay(settings, bonus_plan, files, bars)
@@ -197,7 +304,8 @@ def with_database(settings: Settings, work: Callable[[asyncpg.Connection], Await
 @main.command()
 @service_options
 @click.option("--period", required=True, metavar="YYYY-MM", help="The month to close (plan time zone).")
-def settle(broker: str | None, database_url: str | None, plan: str | None, period: str) -> None:
+def settle(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
+           period: str) -> None:
     """Close PERIOD: copy its bonus_running rows into the immutable bonus_settled.
 
     Settling a closed period again changes nothing and says so. Events that change a
@@ -208,7 +316,7 @@ def settle(broker: str | None, database_url: str | None, plan: str | None, perio
     from stream.settlement import settle as close_period
 
     check_period(period)
-    settings = settings_from(broker, database_url, plan)
+    settings = settings_from(broker, database_url, plan, kafka)
     bonus_plan = load_plan(settings.plan_path)
 
     async def work(conn: asyncpg.Connection) -> Settlement:
@@ -231,14 +339,14 @@ def settle(broker: str | None, database_url: str | None, plan: str | None, perio
 @click.option("--period", required=True, metavar="YYYY-MM", help="A settled month.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not to standard output.")
-def export(broker: str | None, database_url: str | None, plan: str | None, period: str, fmt: str,
-           output: str | None) -> None:
+def export(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity, period: str,
+           fmt: str, output: str | None) -> None:
     """The payroll file of a settled PERIOD, one row per person, from bonus_settled."""
     from stream.periods import check_period
     from stream.reports import payroll_file
 
     check_period(period)
-    settings = settings_from(broker, database_url, plan)
+    settings = settings_from(broker, database_url, plan, kafka)
     payroll = with_database(settings, lambda conn: payroll_file(conn, period))
     text = payroll.to_csv() if fmt == "csv" else payroll.to_json()
     if output is None:
@@ -255,8 +363,8 @@ def export(broker: str | None, database_url: str | None, plan: str | None, perio
 @click.option("--period", metavar="YYYY-MM", help="Default: the latest period with bonus rows.")
 @click.option("--role", type=click.Choice(["telemarketer", "field_rep"]), help="Default: everyone.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Rows to show.")
-def leaderboard(broker: str | None, database_url: str | None, plan: str | None, period: str | None,
-                role: str | None, limit: int) -> None:
+def leaderboard(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
+                period: str | None, role: str | None, limit: int) -> None:
     """The leaderboard in the terminal: rank, person, role, cross-sells, amount, appointments, bonus."""
     from stream.reports import leaderboard as standings
     from stream.reports import periods
@@ -265,7 +373,7 @@ def leaderboard(broker: str | None, database_url: str | None, plan: str | None, 
         chosen = period or next(iter(await periods(conn)), None)
         return chosen, ([] if chosen is None else await standings(conn, chosen, role, limit))
 
-    chosen, rows = with_database(settings_from(broker, database_url, plan), work)
+    chosen, rows = with_database(settings_from(broker, database_url, plan, kafka), work)
     if chosen is None:
         err.print("no bonus rows yet: process some events first (crmbonus replay FILE)")
         return
@@ -286,12 +394,14 @@ def leaderboard_table(period: str, role: str | None, rows: list[Any]) -> Table:
 
 @main.command()
 @service_options
+@topic_options
 @click.option("--month", metavar="YYYY-MM", help="Month to generate and settle. Default: last month.")
 @click.option("--customers", default=3000, show_default=True, help="Customers in the generated month.")
 @click.option("--seed", default=2026, show_default=True, help="Same seed, same month.")
 @click.option("--serve", is_flag=True, help="Keep the worker, /leaderboard and /metrics up afterwards.")
 @click.option("--web-port", default=6066, show_default=True, help="Port of the web page and metrics (--serve).")
-def demo(broker: str | None, database_url: str | None, plan: str | None, month: str | None, customers: int,
+def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
+         create_topics: bool, partitions: int, replication_factor: int | None, month: str | None, customers: int,
          seed: int, serve: bool, web_port: int) -> None:
     """The main job on the embedded default: a realistic month of CRM activity, end to end.
 
@@ -305,7 +415,8 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, month: 
     from stream.periods import check_period
 
     chosen = check_period(month or previous_month())
-    settings = settings_from(broker, database_url, plan, web_port=web_port)
+    settings = settings_from(broker, database_url, plan, kafka, web_port=web_port,
+                             **topic_settings(create_topics, partitions, replication_factor))
     bonus_plan = load_plan(settings.plan_path)
     config = DemoConfig(seed=seed, month=chosen, customers=customers)
 

@@ -19,7 +19,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faust.exceptions import NotReady
 
 from schemas.messages import DeadLetter, Message
-from stream.kafka import ensure_topics
+from stream.kafka import client_options, ensure_topics_of
 from stream.settings import Resolved, bootstrap_servers
 
 if TYPE_CHECKING:
@@ -54,10 +54,12 @@ class BatchConsumer:
 
     @classmethod
     async def join(cls, runtime: Runtime, idle: asyncio.Event) -> BatchConsumer:
-        """Create the topics where missing and join the group; a rebalance waits for `idle` (no batch
-        in flight). Auto-commit is off: offsets are committed only after the batch's Postgres commit."""
+        """Check the topics (created where missing on the embedded broker or with `--create-topics`)
+        and join the group; a rebalance waits for `idle` (no batch in flight). Auto-commit is off:
+        offsets are committed only after the batch's Postgres commit. The lag's high-water marks
+        come from this client's fetches, so it reads them with the same security settings."""
         settings, timing = runtime.settings, runtime.timing
-        await ensure_topics(settings.broker, settings.topics, settings.partitions)
+        await ensure_topics_of(settings)
         kafka = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(settings.broker),
             group_id=settings.group_id,
@@ -71,6 +73,7 @@ class BatchConsumer:
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             fetch_max_bytes=FETCH_MAX_BYTES,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **client_options(settings.kafka),
         )
         kafka.subscribe(list(settings.topics.inputs), listener=_Rebalance(runtime, idle))
         await kafka.start()

@@ -1,26 +1,59 @@
-"""The broker adapter for what Faust does not do for us: topics and publishing files."""
+"""The broker adapter for what Faust does not do for us: client security, topics and publishing files.
+
+`client_options` is the one place Kafka's security settings become client arguments: the batch
+consumer (stream/consumer.py), the admin client here, `publish`'s producer and Faust's own
+producer (stream/app.py) all take them from it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import ssl
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+    for_code,
+)
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 
-from stream.errors import UnreachableError
-from stream.settings import Topics, bootstrap_servers
+from stream.errors import ConfigError, CrmbonusError, UnreachableError
+from stream.settings import (
+    ENV_BROKER,
+    ENV_KAFKA_SASL_MECHANISM,
+    ENV_KAFKA_SASL_USERNAME,
+    ENV_KAFKA_SECURITY_PROTOCOL,
+    ENV_KAFKA_SSL_CAFILE,
+    ENV_KAFKA_SSL_CERTFILE,
+    ENV_KAFKA_SSL_KEYFILE,
+    PLAINTEXT,
+    KafkaSecurity,
+    Resolved,
+    Topics,
+    bootstrap_servers,
+)
 
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 15.0
+#: How long the diagnosis of a failed start may take for one bootstrap server.
+DIAGNOSE_TIMEOUT_S = 10.0
 #: Largest record batch `publish` builds for one partition. Small enough that a large file
 #: streams out while the rest is still being read (with 1 MB, 30,000 demo events left in
 #: one go at the end: consumers sat idle for the first 0.2 s), large enough to cost no
@@ -28,33 +61,202 @@ CONNECT_TIMEOUT_S = 15.0
 BATCH_BYTES = 64 << 10
 
 
-def _unreachable(broker: str, error: Exception) -> UnreachableError:
+def client_options(security: KafkaSecurity) -> dict[str, Any]:
+    """aiokafka's keyword arguments for `security`, the same for every client crmbonus makes.
+
+    `security_protocol` always; `sasl_mechanism`, `sasl_plain_username` and `sasl_plain_password`
+    with SASL; `ssl_context` (aiokafka's `create_ssl_context` of the CA, certificate and key files;
+    the system's CAs without a CA file) with TLS.
+    """
+    options: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.sasl:
+        options.update(sasl_mechanism=security.mechanism, sasl_plain_username=security.sasl_username,
+                       sasl_plain_password=security.sasl_password)
+    if security.tls:
+        options["ssl_context"] = _ssl_context(security)
+    return options
+
+
+@functools.cache
+def _ssl_context(security: KafkaSecurity) -> ssl.SSLContext:
+    """One context per process for these settings (the files are read once)."""
+    def name(path: object) -> str | None:
+        return None if path is None else str(path)
+
+    try:
+        return create_ssl_context(cafile=name(security.ssl_cafile), certfile=name(security.ssl_certfile),
+                                  keyfile=name(security.ssl_keyfile))
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise ConfigError(_unloadable(security, error)) from error
+
+
+def _unloadable(security: KafkaSecurity, error: Exception) -> str:
+    """Which of the TLS files is wrong: the CA file on its own, else the certificate and key."""
+    if security.ssl_cafile is not None:
+        try:
+            ssl.create_default_context(cafile=str(security.ssl_cafile))
+        except (ssl.SSLError, OSError, ValueError) as ca_error:
+            return (f"{security.ssl_cafile} is not a CA certificate file (PEM) ({ca_error}; "
+                    f"set by {ENV_KAFKA_SSL_CAFILE})")
+    return (f"the client certificate {security.ssl_certfile} (key: {security.ssl_keyfile or 'in the same file'}) "
+            f"does not load: {error}; check {ENV_KAFKA_SSL_CERTFILE} and {ENV_KAFKA_SSL_KEYFILE}")
+
+
+class _BootstrapFailures(logging.Filter):
+    """Drops aiokafka's error line for each bootstrap server it could not connect to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable connect to")
+
+
+@contextlib.contextmanager
+def _quiet_bootstrap() -> Iterator[None]:
+    """While a client starts: aiokafka logs each failed bootstrap connection as an error (on the
+    `aiokafka` logger itself); the one line `connection_error` gives says it better."""
+    client_logger = logging.getLogger("aiokafka")
+    quiet = _BootstrapFailures()
+    client_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        client_logger.removeFilter(quiet)
+
+
+async def connection_error(broker: str, security: KafkaSecurity, error: BaseException) -> UnreachableError:
+    """One line saying why a client could not start: its broker, what went wrong, what to check.
+
+    aiokafka only says "Unable to bootstrap"; a single connection to each bootstrap server
+    tells a refused SASL login from a TLS mismatch from nothing listening.
+    """
+    if isinstance(error, TimeoutError):
+        return UnreachableError(
+            f"Kafka at {broker} did not answer within {CONNECT_TIMEOUT_S:.0f} s: check --broker / {ENV_BROKER}, "
+            f"that it is reachable from here, and that {ENV_KAFKA_SECURITY_PROTOCOL} ({security.protocol}) "
+            "is its listener's protocol"
+        )
+    options = client_options(security)
+    for hostport in bootstrap_servers(broker):
+        host, _, port = hostport.rpartition(":")
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), request_timeout_ms=5_000, **options),
+                                          DIAGNOSE_TIMEOUT_S)
+        except Exception as probe:  # classified below; anything else is said as it is
+            return UnreachableError(_diagnosis(hostport, security, probe))
+        conn.close()
     return UnreachableError(
-        f"cannot reach the Kafka broker at {broker}: {error}. Check that it runs and that "
-        "--broker / CRMBONUS_BROKER is kafka://host:port (several joined by ';')."
+        f"cannot use the Kafka broker at {broker} ({security.describe()}): {error}. Its bootstrap servers answer: "
+        "check that its advertised.listeners are reachable from here"
     )
 
 
-async def ensure_topics(broker: str, topics: Topics, partitions: int) -> None:
-    """Create the four topics of SPEC section 2 where missing (existing ones are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), request_timeout_ms=10_000)
+def _diagnosis(hostport: str, security: KafkaSecurity, error: Exception) -> str:
+    protocol = f"{ENV_KAFKA_SECURITY_PROTOCOL} ({security.protocol})"
+    if isinstance(error, SaslAuthenticationFailed):
+        return (f"Kafka at {hostport} refused the SASL login of user {security.sasl_username!r} "
+                f"({security.mechanism}): check {ENV_KAFKA_SASL_USERNAME} and {security.password_variable}")
+    if isinstance(error, UnsupportedSaslMechanismError):
+        return (f"Kafka at {hostport} does not offer the SASL mechanism {security.mechanism}: "
+                f"check {ENV_KAFKA_SASL_MECHANISM}")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        trusted = security.ssl_cafile or "the system's CAs"
+        return (f"Kafka at {hostport} sent a TLS certificate that does not verify against {trusted} "
+                f"({error.verify_message}): check {ENV_KAFKA_SSL_CAFILE}")
+    if isinstance(error, ssl.SSLError):
+        return (f"the TLS handshake with Kafka at {hostport} failed ({error.reason or error}): check that its "
+                f"listener is TLS ({protocol}) and {ENV_KAFKA_SSL_CERTFILE} / {ENV_KAFKA_SSL_KEYFILE}")
+    if isinstance(error, ConnectionRefusedError):
+        return f"cannot reach Kafka at {hostport}: connection refused: check that it runs and --broker / {ENV_BROKER}"
+    if security.tls and isinstance(error, (ConnectionResetError, KafkaConnectionError, asyncio.IncompleteReadError)):
+        return (f"Kafka at {hostport} dropped the TLS handshake: its listener may not be TLS; "
+                f"check {protocol} and --broker / {ENV_BROKER}")
+    if isinstance(error, (KafkaConnectionError, ConnectionResetError, asyncio.IncompleteReadError)):
+        return (f"Kafka at {hostport} closed the connection: its listener may expect TLS or SASL; "
+                f"check {protocol} and --broker / {ENV_BROKER}")
+    if isinstance(error, TimeoutError):
+        return (f"Kafka at {hostport} did not answer within {DIAGNOSE_TIMEOUT_S:.0f} s: check {protocol} "
+                f"and --broker / {ENV_BROKER}")
+    if isinstance(error, OSError):
+        return f"cannot reach Kafka at {hostport}: {error.strerror or error}: check --broker / {ENV_BROKER}"
+    return f"Kafka at {hostport} ({security.describe()}): {type(error).__name__}: {error}"
+
+
+async def ensure_topics(
+    broker: str,
+    topics: Topics,
+    partitions: int,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
+    create: bool = True,
+    replication_factor: int = 1,
+    required: Sequence[str] | None = None,
+    command: str = "worker",
+) -> None:
+    """Check that the four topics of SPEC section 2 exist; create the missing ones if `create`.
+
+    Without `create` (a configured broker, SPEC section 11), missing `required` topics (default:
+    all four) are an error naming them and the `crmbonus <command> --create-topics` that would
+    make them; with it, every missing one of the four is made (existing ones are left as they are).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), request_timeout_ms=10_000,
+                                **client_options(security))
     try:
-        await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
+        with _quiet_bootstrap():
+            await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
     except (TimeoutError, KafkaError, OSError) as error:
         await admin.close()
-        raise _unreachable(broker, error) from error
+        raise await connection_error(broker, security, error) from error
     try:
         existing = set(await admin.list_topics())
         wanted = [*topics.inputs, topics.dead_letters]
-        missing = [NewTopic(name, partitions, 1) for name in wanted if name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:  # another process was quicker
-                pass
-            logger.info("created topics %s", ", ".join(t.name for t in missing))
+        if not create:
+            missing = [name for name in (wanted if required is None else required) if name not in existing]
+            if missing:
+                visible = f" (or user {security.sasl_username!r} may not see them)" if security.sasl else ""
+                raise ConfigError(
+                    f"topics {', '.join(missing)} missing at {broker}{visible}: create them, or run "
+                    f"`crmbonus {command} --create-topics --partitions {partitions} --replication-factor "
+                    f"{replication_factor}`"
+                )
+            return
+        absent = [name for name in wanted if name not in existing]
+        if absent:
+            await _create(admin, broker, absent, partitions, replication_factor)
     finally:
         await admin.close()
+
+
+async def ensure_topics_of(settings: Resolved, *, command: str = "worker", required: Sequence[str] | None = None
+                           ) -> None:
+    """`ensure_topics` as `settings` say: created on the embedded broker or with `--create-topics`."""
+    await ensure_topics(settings.broker, settings.topics, settings.partitions, security=settings.kafka,
+                        create=settings.creates_topics, replication_factor=settings.topic_replicas,
+                        required=required, command=command)
+
+
+async def _create(admin: AIOKafkaAdminClient, broker: str, names: Sequence[str], partitions: int,
+                  replication_factor: int) -> None:
+    """CreateTopics; the broker's refusals are errors (aiokafka returns them, it does not raise them)."""
+    requests = []
+    for name in names:
+        topic = NewTopic(name, partitions, 1)
+        # -1: the broker's default.replication.factor (KIP-464, Kafka 2.4+); aiokafka's NewTopic
+        # refuses it client-side, Kafka 4.x takes it on the CreateTopics v3 aiokafka speaks (tested).
+        topic.replication_factor = replication_factor
+        requests.append(topic)
+    response = await admin.create_topics(requests)
+    refused: dict[str, str] = {}
+    for topic, code, message in (entry[:3] for entry in response.topic_errors):
+        error = for_code(code)
+        if code and error is not TopicAlreadyExistsError:  # already there: another process was quicker
+            refused[topic] = message or error.__name__
+    created = [name for name in names if name not in refused]
+    if created:
+        logger.info("created topics %s at %s (%d partitions, replication factor %d)",
+                    ", ".join(created), broker, partitions, replication_factor)
+    if refused:
+        reasons = "; ".join(f"{topic}: {reason}" for topic, reason in refused.items())
+        raise CrmbonusError(f"Kafka at {broker} did not create the topics ({reasons}) "
+                            f"with --partitions {partitions} --replication-factor {replication_factor}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +271,8 @@ async def publish(
     messages: Iterable[Outgoing],
     on_sent: Callable[[int], None] = lambda n: None,
     window: int = 20_000,
+    *,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict[tuple[str, int], int]:
     """Send messages in order (per partition); return the next offset per (topic, partition).
 
@@ -79,13 +283,14 @@ async def publish(
     """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers(broker), acks="all", linger_ms=5,
-        max_batch_size=BATCH_BYTES, request_timeout_ms=30_000,
+        max_batch_size=BATCH_BYTES, request_timeout_ms=30_000, **client_options(security),
     )
     try:
-        await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as error:
+        with _quiet_bootstrap():
+            await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_S)
+    except (TimeoutError, KafkaError, OSError) as error:
         await producer.stop()
-        raise _unreachable(broker, error) from error
+        raise await connection_error(broker, security, error) from error
     try:
         return await _Batches(producer, on_sent, window).send_all(messages)
     finally:

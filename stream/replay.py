@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stream import embedded
 from stream.errors import CrmbonusError
-from stream.kafka import ensure_topics, publish
+from stream.kafka import ensure_topics_of, publish
 from stream.pipeline import BatchResult
 from stream.plan import Plan
 from stream.publishing import read_lines, to_outgoing
@@ -62,11 +62,14 @@ def process(
     *,
     then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None = None,
     keep_serving: bool = False,
+    command: str = "replay",
 ) -> ReplayReport:
     """Publish `lines` and process them; `then` runs inside the worker once all is committed.
 
     With no broker configured a fresh embedded one is started; it is announced to
-    other crmbonus processes only when the worker keeps serving afterwards.
+    other crmbonus processes only when the worker keeps serving afterwards. A configured
+    broker must have the topics, unless `settings.create_topics` (the error names the
+    `crmbonus <command> --create-topics` that makes them).
     """
     progress = progress or ReplayProgress()
     progress.total(len(lines))
@@ -75,7 +78,7 @@ def process(
         if settings.broker is not None:  # a shared broker: a group of our own reads everything
             resolved = replace(resolved, group_id=f"{settings.group_id}-replay-{time.time_ns()}")
         report = process_resolved(lines, resolved, plan, progress, then=then, keep_serving=keep_serving,
-                                  started=started)
+                                  started=started, command=command)
     report.seconds = time.monotonic() - started  # the embedded services' stop included
     return report
 
@@ -89,23 +92,24 @@ def process_resolved(
     then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None = None,
     keep_serving: bool = False,
     started: float | None = None,
+    command: str = "replay",
 ) -> ReplayReport:
     """`process` on services already running, in the consumer group of `settings` (the benchmark's)."""
     progress = progress or ReplayProgress()
     started = time.monotonic() if started is None else started
     report = ReplayReport(published=len(lines), broker=settings.broker)
     settings = replace(settings, web_enabled=keep_serving)
-    targets = asyncio.run(_publish(settings, lines, progress))
+    targets = asyncio.run(_publish(settings, lines, progress, command))
     if targets or keep_serving:
         _run(settings, plan, targets, report, progress, started, then, keep_serving)
     report.seconds = time.monotonic() - started
     return report
 
 
-async def _publish(settings: Resolved, lines: Sequence[bytes], progress: ReplayProgress) -> Offsets:
-    await ensure_topics(settings.broker, settings.topics, settings.partitions)
+async def _publish(settings: Resolved, lines: Sequence[bytes], progress: ReplayProgress, command: str) -> Offsets:
+    await ensure_topics_of(settings, command=command)
     outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
-    return await publish(settings.broker, outgoing, on_sent=progress.published)
+    return await publish(settings.broker, outgoing, on_sent=progress.published, security=settings.kafka)
 
 
 def _run(

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import faust
 
@@ -78,14 +78,16 @@ def run_worker(
     return runtime
 
 
-def supervise(commands: list[list[str]]) -> int:
+def supervise(commands: list[list[str]], env: Mapping[str, str] | None = None) -> int:
     """Run worker processes until all have exited; return the first failure's exit code, or 0.
 
-    SIGTERM and SIGINT are passed on, so every worker commits its batch in hand and
-    stops. A worker that fails stops the others: half a group that looks healthy is
-    worse than an exit the orchestrator sees and restarts.
+    `env` is the children's environment (default: this one's): their settings go there, never
+    on a command line, which every user of the machine can read (`ps`). SIGTERM and SIGINT
+    are passed on, so every worker commits its batch in hand and stops. A worker that fails
+    stops the others: half a group that looks healthy is worse than an exit the orchestrator
+    sees and restarts.
     """
-    processes = [subprocess.Popen(command, preexec_fn=_term_with_parent) for command in commands]
+    processes = [subprocess.Popen(command, env=env, preexec_fn=_term_with_parent) for command in commands]
     stopping = False
 
     def stop(signum: int, _frame: object = None) -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stream import cli
 from stream.errors import ConfigError, CrmbonusError
 from stream.periods import adjustment_target, check_period, next_period
-from stream.settings import Settings, Topics, bootstrap_servers, load_settings, validate_broker
+from stream.settings import (
+    KafkaSecurity,
+    Settings,
+    Topics,
+    bootstrap_servers,
+    load_kafka_security,
+    load_settings,
+    validate_broker,
+)
 
 
 def command_line_settings(*args: str) -> Settings:
@@ -71,3 +81,100 @@ def test_adjustment_target_skips_closed_months() -> None:
 def test_bad_period_is_refused(period: str) -> None:
     with pytest.raises(CrmbonusError, match="must be YYYY-MM"):
         check_period(period)
+
+
+# -- Kafka security (SPEC section 11) ---------------------------------------------------------
+
+SECRET = "s3cret-Passw0rd"
+SASL = {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "crmbonus"}
+
+
+def security(env: dict[str, str] | None = None, **flags: str) -> KafkaSecurity:
+    return load_kafka_security(**flags, env={} if env is None else env)
+
+
+def test_plaintext_by_default() -> None:
+    assert security() == KafkaSecurity() and not security().configured
+    assert load_settings(broker="kafka://a:1").kafka == KafkaSecurity()
+
+
+def test_the_password_comes_from_its_variable_or_its_file(tmp_path: Path) -> None:
+    assert security({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, **SASL).sasl_password == SECRET
+    path = tmp_path / "password"
+    path.write_text(SECRET + "\n")  # `echo` adds a newline; a Kubernetes secret file has none
+    from_file = security({"CRMBONUS_KAFKA_SASL_PASSWORD_FILE": str(path)}, **SASL)
+    assert from_file.sasl_password == SECRET
+    assert from_file.password_variable == "CRMBONUS_KAFKA_SASL_PASSWORD_FILE"
+
+
+@pytest.mark.parametrize(("env", "flags", "message"), [
+    ({}, {"protocol": "SASL_TLS"}, "'SASL_TLS' is none of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL "
+                                   "(set --kafka-security-protocol / CRMBONUS_KAFKA_SECURITY_PROTOCOL)"),
+    ({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, {**SASL, "sasl_mechanism": "GSSAPI"},
+     "'GSSAPI' is none of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (set --kafka-sasl-mechanism"),
+    ({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, {"protocol": "SASL_SSL"},
+     "SASL_SSL needs a SASL username: set --kafka-sasl-username / CRMBONUS_KAFKA_SASL_USERNAME"),
+    ({}, SASL, "SASL_SSL needs a SASL password: set CRMBONUS_KAFKA_SASL_PASSWORD or "
+               "CRMBONUS_KAFKA_SASL_PASSWORD_FILE"),
+    ({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET, "CRMBONUS_KAFKA_SASL_PASSWORD_FILE": "/p"}, SASL,
+     "both CRMBONUS_KAFKA_SASL_PASSWORD and CRMBONUS_KAFKA_SASL_PASSWORD_FILE are set"),
+    ({"CRMBONUS_KAFKA_SASL_PASSWORD_FILE": "/nonexistent/password"}, SASL,
+     "cannot read the SASL password from /nonexistent/password (CRMBONUS_KAFKA_SASL_PASSWORD_FILE)"),
+    ({}, {"sasl_username": "crmbonus"}, "CRMBONUS_KAFKA_SASL_USERNAME set, but the Kafka security protocol is "
+                                        "PLAINTEXT: set --kafka-security-protocol"),
+    ({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, {"protocol": "SSL"}, "CRMBONUS_KAFKA_SASL_PASSWORD set, but"),
+    ({}, {"protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"},
+     "/nonexistent/ca.pem is not a file (set by --kafka-ssl-cafile / CRMBONUS_KAFKA_SSL_CAFILE)"),
+    ({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, {**SASL, "protocol": "SASL_PLAINTEXT", "ssl_cafile": __file__},
+     "CRMBONUS_KAFKA_SSL_CAFILE set, but the Kafka security protocol is SASL_PLAINTEXT (no TLS)"),
+    ({}, {"protocol": "SSL", "ssl_keyfile": __file__},
+     "--kafka-ssl-keyfile / CRMBONUS_KAFKA_SSL_KEYFILE is the key of a client certificate: set "
+     "--kafka-ssl-certfile / CRMBONUS_KAFKA_SSL_CERTFILE too"),
+])
+def test_bad_security_settings_are_named(env: dict[str, str], flags: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        security(env, **flags)
+    assert message in str(refused.value)
+    assert SECRET not in str(refused.value)
+
+
+def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        security({"CRMBONUS_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "password")}, **SASL)
+
+
+def test_names_are_not_case_sensitive() -> None:
+    found = security({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, protocol="sasl_ssl", sasl_mechanism="scram-sha-256",
+                     sasl_username="u")
+    assert (found.protocol, found.mechanism) == ("SASL_SSL", "SCRAM-SHA-256")
+    assert security({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, protocol="SASL_PLAINTEXT",
+                    sasl_username="u").mechanism == "PLAIN"  # aiokafka's default
+
+
+def test_the_password_is_never_in_a_repr() -> None:
+    kafka = security({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, **SASL)
+    settings = load_settings(broker="kafka://a:9093", database_url="postgresql://u@db/x", kafka=kafka)
+    resolved = settings.resolved("kafka://a:9093", "postgresql://u@db/x")
+    for shown in (repr(kafka), str(kafka), repr(settings), repr(resolved), kafka.describe()):
+        assert SECRET not in shown
+    assert "crmbonus" in repr(kafka)
+    assert resolved.kafka == kafka  # the resolved settings keep them
+
+
+def test_security_settings_need_a_configured_broker() -> None:
+    kafka = security({"CRMBONUS_KAFKA_SASL_PASSWORD": SECRET}, **SASL)
+    with pytest.raises(ConfigError, match=r"apply only to a configured broker: set --broker or CRMBONUS_BROKER"):
+        load_settings(kafka=kafka)
+
+
+def test_topics_are_created_on_the_embedded_broker_and_only_when_asked_on_a_configured_one() -> None:
+    configured = load_settings(broker="kafka://a:1").resolved("kafka://a:1", "postgresql://db/x")
+    assert not configured.creates_topics and configured.topic_replicas == -1
+    asked = load_settings(broker="kafka://a:1", create_topics=True, replication_factor=3)
+    assert asked.resolved("kafka://a:1", "postgresql://db/x").creates_topics
+    assert asked.resolved("kafka://a:1", "postgresql://db/x").topic_replicas == 3
+    embedded = load_settings().resolved("kafka://127.0.0.1:9", "postgresql://db/x")
+    assert embedded.creates_topics and embedded.topic_replicas == 1
+    with pytest.raises(ConfigError, match="--replication-factor 0"):
+        load_settings(broker="kafka://a:1", replication_factor=0)
