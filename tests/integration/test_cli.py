@@ -68,10 +68,10 @@ def test_bad_flags_are_named(tmp_path: Path, args: tuple[str, ...], message: str
 
 
 async def test_replay_against_a_configured_broker(pg_url: str, tmp_path: Path) -> None:
-    """--broker: topics are created there, a consumer group of the replay's own reads them."""
+    """--broker: topics are created there (asked for), a consumer group of the replay's own reads them."""
     with embedded_broker(tmp_path / "external", fresh=True, announce=False) as broker:
         crmbonus("replay", str(EXAMPLES / "month.jsonl"), "--broker", broker, "--database-url", pg_url,
-                 data_dir=tmp_path)
+                 "--create-topics", data_dir=tmp_path)
         # a second replay into the same broker and database: the topics now hold the month twice
         again = crmbonus("replay", str(EXAMPLES / "month.jsonl"), "--broker", broker, "--database-url", pg_url,
                          data_dir=tmp_path)
