@@ -120,7 +120,7 @@ def topic_options(command: F) -> F:
                           "(the embedded broker's are always created)."),
         click.option("--partitions", type=click.IntRange(1, 100_000), default=DEFAULT_PARTITIONS,
                      show_default=True,
-                     help="Partitions of a topic crmbonus creates: the most workers that can share the work."),
+                     help="Partitions of a topic crmbonus creates: the most workers that can share its load."),
         click.option("--replication-factor", type=int, metavar="R",
                      help="Replicas of a topic crmbonus creates. Default -1: the broker's own "
                           "default.replication.factor (CreateTopics takes -1 since Kafka 2.4; tested on 4.4), "
@@ -159,8 +159,8 @@ def main(verbose: int) -> None:
 @click.option("--web-port", default=6066, show_default=True,
               help="Port of the worker's HTTP server (worker i of --workers serves on this + i).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes in the consumer group: one per core uses them all; more than the "
-                   "topics' partitions leaves the extra ones idle.")
+              help="Worker processes in the consumer group: one per core uses them all; a topic's "
+                   "partitions are the most that share its load.")
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, database_url: str | None, plan: str | None,
            kafka: KafkaSecurity, create_topics: bool, partitions: int, replication_factor: int | None,
