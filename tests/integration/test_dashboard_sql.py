@@ -87,6 +87,30 @@ def panel_queries(dashboard: dict[str, Any]) -> dict[str, str]:
             for panel in dashboard["panels"] for target in panel.get("targets", [])}
 
 
+def load_leaderboard() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(LEADERBOARD.read_text())
+    return dashboard
+
+
+def selection(dashboard: dict[str, Any], role: str | None) -> tuple[dict[str, list[str]], dict[str, bool]]:
+    """(values, multi) for `render`: PERIOD and `role` selected (None = All, every option)."""
+    templating = variables(dashboard)
+    role_options = [o.strip() for o in templating["role"]["query"].split(",")]
+    values = {"period": [PERIOD], "role": [role] if role else role_options}
+    multi = {name: bool(v.get("multi") or v.get("includeAll")) for name, v in templating.items()}
+    return values, multi
+
+
+def dashboard_queries(dashboard: dict[str, Any], role: str | None) -> dict[str, str]:
+    """Every SQL text the dashboard sends, rendered as Grafana would for PERIOD and `role`: its query
+    variables' (`variable:NAME`) and its panels' (`TYPE:TITLE`). Also used by test_reader_role.py."""
+    values, multi = selection(dashboard, role)
+    queries = {f"variable:{name}": render(v["query"], values, multi)
+               for name, v in variables(dashboard).items() if v["type"] == "query"}
+    queries.update({key: render(sql, values, multi) for key, sql in panel_queries(dashboard).items()})
+    return queries
+
+
 async def seed(conn: asyncpg.Connection) -> None:
     await conn.executemany(
         "INSERT INTO bonus_running (period, person_id, role, cross_sell_count, cross_sell_amount,"
@@ -100,11 +124,9 @@ async def seed(conn: asyncpg.Connection) -> None:
 
 @pytest.mark.parametrize("role", ["telemarketer", "field_rep", None], ids=["telemarketer", "field_rep", "All"])
 async def test_leaderboard_queries_run_and_rank_by_total_bonus(pg_url: str, role: str | None) -> None:
-    dashboard = json.loads(LEADERBOARD.read_text())
+    dashboard = load_leaderboard()
     templating = variables(dashboard)
-    role_options = [o.strip() for o in templating["role"]["query"].split(",")]
-    values = {"period": [PERIOD], "role": [role] if role else role_options}
-    multi = {name: bool(v.get("multi") or v.get("includeAll")) for name, v in templating.items()}
+    values, multi = selection(dashboard, role)
     want = expected(role)
 
     conn = await asyncpg.connect(pg_url)
@@ -154,10 +176,10 @@ async def test_leaderboard_queries_run_and_rank_by_total_bonus(pg_url: str, role
 
 async def test_leaderboard_queries_on_an_empty_table(pg_url: str) -> None:
     """A fresh install: no period yet; the stat panels still answer with zeros."""
-    dashboard = json.loads(LEADERBOARD.read_text())
+    dashboard = load_leaderboard()
     templating = variables(dashboard)
-    values = {"period": [PERIOD], "role": ["telemarketer", "field_rep"]}
-    multi = {name: bool(v.get("multi") or v.get("includeAll")) for name, v in templating.items()}
+    values, multi = selection(dashboard, None)
+    assert values["role"] == ["telemarketer", "field_rep"]
     conn = await asyncpg.connect(pg_url)
     try:
         assert await conn.fetch(render(templating["period"]["query"], values, multi)) == []
