@@ -1,10 +1,16 @@
-"""The deployment files agree with the code (SPEC sections 8 and 9).
+"""The deployment files agree with the code (SPEC sections 8, 9 and 11) and expose nothing.
 
 docker-compose.yml, deploy/Dockerfile, the Prometheus config and the Grafana provisioning
 and dashboards name ports, environment variables, paths, datasource uids and metric names
 that are defined in Python. Docker does not run here, so these tests check structure: a
 renamed setting, a moved port or a dropped metric fails here, not in front of an operator.
 (The wheel the Dockerfile installs is built, installed and run for real by `make wheel-test`.)
+
+Security (README, "Security"): every secret is a required variable (`${VAR:?...}`, listed in
+.env.example, written nowhere), every port is published on 127.0.0.1, every image is pinned to an
+exact version, Grafana has no anonymous access and reads Postgres as crmbonus_reader (whose
+privileges tests/integration/test_reader_role.py proves on a real Postgres), and every Kafka
+listener a client can reach authenticates with SASL.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from stream.errors import CrmbonusError
 from stream.metrics import NAMES, Metrics
 from stream.plan import DEFAULT_PLAN_PATH, load_plan
 from stream.settings import Settings, bootstrap_servers, validate_broker
+from tests.apache_kafka import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -39,6 +46,10 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yml"
+POSTGRES_INIT = DEPLOY / "postgres" / "init"
+READER_INIT_SCRIPT = POSTGRES_INIT / "10-crmbonus-reader.sh"
+READER_MIGRATION = ROOT / "stream" / "migrations" / "0007_reader_role.sql"
+ENV_EXAMPLE = ROOT / ".env.example"
 DASHBOARD_PROVIDERS = DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 LEADERBOARD = DASHBOARDS / "leaderboard.json"
@@ -81,11 +92,35 @@ def environment(name: str) -> dict[str, str]:
     return {key: str(value) for key, value in env.items()}
 
 
+#: `${NAME:?message}`: compose refuses to start while NAME is unset or empty.
+REQUIRED_RE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):\?(?P<message>[^}]+)\}")
+
+
 def resolve(value: str) -> str:
-    """Compose interpolation with every variable unset: `${X:-default}` -> default."""
-    resolved = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
-    assert "$" not in resolved, f"{value!r} uses a variable without a default"
+    """Compose interpolation with every required variable set: `${X:?message}` -> a value for X."""
+    resolved = REQUIRED_RE.sub(lambda match: f"secret{len(match.group('name'))}", value)
+    assert "$" not in resolved.replace("$$", ""), f"{value!r} uses a variable that is not `${{VAR:?message}}`"
     return resolved
+
+
+def required_variable(value: str) -> str:
+    """The NAME of a value that is exactly `${NAME:?message}`."""
+    match = REQUIRED_RE.fullmatch(value)
+    assert match, f"{value!r} is not exactly a required variable `${{NAME:?message}}`"
+    return match.group("name")
+
+
+def published_ports(name: str) -> list[tuple[str, int, int]]:
+    """(host ip, host port, container port) of every port a service publishes, either compose syntax."""
+    found = []
+    for spec in service(name).get("ports", []):
+        if isinstance(spec, dict):
+            found.append((str(spec.get("host_ip", "")), int(spec.get("published", 0)), int(spec["target"])))
+            continue
+        parts = str(spec).split("/")[0].split(":")
+        host_ip = parts[0] if len(parts) == 3 else ""
+        found.append((host_ip, int(parts[-2]) if len(parts) >= 2 else 0, int(parts[-1])))
+    return found
 
 
 def bind_mounts(name: str) -> dict[Path, PurePosixPath]:
@@ -129,7 +164,9 @@ def test_compose_named_volumes_are_declared_and_used() -> None:
 
 
 def test_worker_environment_names_are_the_settings_constants() -> None:
-    expected = {settings_module.ENV_BROKER, settings_module.ENV_DATABASE_URL, settings_module.ENV_PLAN}
+    expected = {settings_module.ENV_BROKER, settings_module.ENV_DATABASE_URL, settings_module.ENV_PLAN,
+                settings_module.ENV_KAFKA_SECURITY_PROTOCOL, settings_module.ENV_KAFKA_SASL_MECHANISM,
+                settings_module.ENV_KAFKA_SASL_USERNAME, settings_module.ENV_KAFKA_SASL_PASSWORD}
     crmbonus_vars = {key for key in environment("worker") if key.startswith("CRMBONUS_")}
     assert crmbonus_vars == expected
 
@@ -169,7 +206,7 @@ def test_worker_plan_path_is_the_shipped_plan_mounted_read_only() -> None:
 def test_worker_serves_on_the_settings_web_port() -> None:
     worker = service("worker")
     port = web_port()
-    assert f"{port}:{port}" in [str(p) for p in worker["ports"]]
+    assert published_ports("worker") == [("127.0.0.1", port, port)]
     command = worker.get("command")
     if command is not None:
         args = command if isinstance(command, list) else shlex.split(command)
@@ -193,8 +230,9 @@ def test_kafka_is_a_single_kraft_node() -> None:
     node_id = env["KAFKA_NODE_ID"]
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     listeners = set(env["KAFKA_LISTENERS"].split(","))
-    assert {"PLAINTEXT://:9092", "CONTROLLER://:9093"} <= listeners
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert {"INTERNAL://:9092", "CONTROLLER://:9093"} <= listeners
+    assert "INTERNAL://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node_id}@kafka:9093"
     assert "zookeeper" not in json.dumps(service("kafka")).lower()
@@ -209,17 +247,26 @@ def test_kafka_is_a_single_kraft_node() -> None:
 
 def test_postgres_service() -> None:
     pg = service("postgres")
-    assert str(pg["image"]).startswith("postgres:16")
+    assert str(pg["image"]).startswith("postgres:16.")
     env = environment("postgres")
     assert env["POSTGRES_DB"] == env["POSTGRES_USER"] == "crmbonus"
-    assert resolve(env["POSTGRES_PASSWORD"]) == "crmbonus"
+    assert required_variable(env["POSTGRES_PASSWORD"]) == "CRMBONUS_POSTGRES_PASSWORD"
+    assert "POSTGRES_HOST_AUTH_METHOD" not in env  # the image's default: scram-sha-256 with a password
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
 
 
-def test_grafana_allows_anonymous_viewers_and_waits_for_its_datasources() -> None:
+def test_grafana_requires_a_login_and_waits_for_its_datasources() -> None:
+    """No anonymous viewers (they could query the Postgres datasource), no sign-up, an admin
+    password the operator chose, no snapshot published outside."""
     env = environment("grafana")
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
-    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED", "false") == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in env
+    assert env.get("GF_USERS_ALLOW_SIGN_UP", "false") == "false"
+    assert env.get("GF_AUTH_PROXY_ENABLED", "false") == "false"  # trusts a header anyone could send
+    assert env.get("GF_AUTH_DISABLE_LOGIN_FORM", "false") == "false"
+    assert env.get("GF_SECURITY_ADMIN_USER", "admin") == "admin"
+    assert required_variable(env["GF_SECURITY_ADMIN_PASSWORD"]) == "CRMBONUS_GRAFANA_ADMIN_PASSWORD"
+    assert env["GF_SNAPSHOTS_EXTERNAL_ENABLED"] == "false"
     assert set(service("grafana")["depends_on"]) >= {"prometheus", "postgres"}
     home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     if home:
@@ -455,18 +502,18 @@ def test_datasources_have_the_fixed_uids_and_point_at_the_compose_services() -> 
     pg_env = environment("postgres")
     assert pg["type"] == "grafana-postgresql-datasource"
     assert pg["url"] == "postgres:5432"
-    assert pg["user"] == pg_env["POSTGRES_USER"]
+    assert pg["user"] == reader_role() != pg_env["POSTGRES_USER"]  # never the owner (a superuser)
     assert pg["jsonData"]["database"] == pg_env["POSTGRES_DB"]
     assert pg["jsonData"]["sslmode"] == "disable"
-    password = pg["secureJsonData"]["password"]
-    variable = re.fullmatch(r"\$\{?(\w+)\}?", password)
-    assert variable, "the Postgres password is read from Grafana's environment, not written here"
-    assert environment("grafana")[variable.group(1)] == pg_env["POSTGRES_PASSWORD"]
+    # the reader's password: the one the postgres service gives deploy/postgres/init/ to create it with
+    variable = provisioning_variable(pg["secureJsonData"]["password"])
+    assert environment("grafana")[variable] == pg_env[variable]
+    assert required_variable(pg_env[variable]) == "CRMBONUS_GRAFANA_DB_PASSWORD"
 
     prom = sources[PROMETHEUS_UID]
     assert prom["type"] == "prometheus"
     assert prom["url"] == "http://prometheus:9090"
-    assert "9090:9090" in [str(p) for p in service("prometheus")["ports"]]
+    assert published_ports("prometheus") == [("127.0.0.1", 9090, 9090)]
 
 
 def test_grafana_mounts_provisioning_and_the_dashboard_folder_the_provider_reads() -> None:
@@ -541,6 +588,258 @@ def test_leaderboard_variables_and_panels() -> None:
             sql = target["rawSql"]
             assert "bonus_running" in sql
             assert "${period:sqlstring}" in sql and "${role:sqlstring}" in sql, panel["title"]
+
+
+# --- security: secrets, binds, images, the reader role, Kafka SASL ------------------------------
+
+#: Where a secret may be, in compose values: a variable whose name says so, a Kafka JAAS option,
+#: the password of a URL.
+SECRET_KEY_RE = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|JAAS|PRIVATE_KEY", re.IGNORECASE)
+JAAS_SECRET_RE = re.compile(r'\b(?:password|user_\w+)=\\?"(?P<value>[^"\\]*)\\?"')
+URL_PASSWORD_RE = re.compile(r"\w+://[^:/@\s]+:(?P<value>\$\{[^}]*\}|[^@\s]+)@")
+#: Exact versions: 4.4.0, v2.55.1, and Postgres's two-part 16.6 (a bare major or minor floats, and
+#: so does `latest`).
+EXACT_TAG_RE = re.compile(r"v?\d+\.\d+\.\d+")
+POSTGRES_TAG_RE = re.compile(r"\d+\.\d+")
+
+
+def reader_role() -> str:
+    """The role migration 0007 grants to (the one name the reader has everywhere)."""
+    match = re.search(r"reader CONSTANT name := '(\w+)'", READER_MIGRATION.read_text())
+    assert match, f"{READER_MIGRATION.name} names no reader role"
+    return match.group(1)
+
+
+def provisioning_variable(value: str) -> str:
+    """The NAME of a Grafana provisioning value that is exactly `$NAME` or `${NAME}`."""
+    match = re.fullmatch(r"\$(\w+)|\$\{(\w+)\}", str(value))
+    assert match, f"{value!r} is written into the provisioning file instead of read from the environment"
+    return match.group(1) or match.group(2)
+
+
+def env_example() -> dict[str, str]:
+    lines = [line for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """(path, text) of every string (and number) in a parsed YAML document, keys included."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            found.append((f"{path}.{key}(key)", str(key)))
+            found.extend(strings(item, f"{path}.{key}"))
+        return found
+    if isinstance(value, list):
+        return [pair for i, item in enumerate(value) for pair in strings(item, f"{path}[{i}]")]
+    return [] if value is None else [(path, str(value))]
+
+
+def is_secret_reference(value: str, name: str) -> bool:
+    """`${VAR:?...}` (compose), or `$$VAR` / `$${VAR}` (the container's own environment, at run
+    time) naming a variable the service `name` gets as `${VAR:?...}`."""
+    if REQUIRED_RE.fullmatch(value):
+        return True
+    match = re.fullmatch(r"\$\$(\w+)|\$\$\{(\w+)\}", value)
+    if not match:
+        return False
+    variable = match.group(1) or match.group(2)
+    return bool(REQUIRED_RE.fullmatch(environment(name).get(variable, "")))
+
+
+def test_every_variable_compose_reads_is_required_and_listed_in_env_example() -> None:
+    """No default anywhere (`${X:-admin}` is a password everyone knows), so `docker compose up`
+    refuses to start until each is set; .env.example lists exactly these, with no value."""
+    text = re.sub(r"(?m)^\s*#.*$", "", COMPOSE.read_text()).replace("$$", "")
+    references = re.findall(r"\$\{[^}]*\}|\$\w+", text)
+    assert references, "compose reads no variable: where do the secrets come from?"
+    names = {required_variable(reference) for reference in references}
+    assert names == {"CRMBONUS_POSTGRES_PASSWORD", "CRMBONUS_GRAFANA_DB_PASSWORD", "CRMBONUS_GRAFANA_ADMIN_PASSWORD",
+                     "CRMBONUS_KAFKA_SASL_PASSWORD", "CRMBONUS_KAFKA_BROKER_PASSWORD"}
+    example = env_example()
+    assert set(example) == names
+    assert all(value == "" for value in example.values()), "a value in .env.example would be everyone's password"
+
+
+def test_every_secret_comes_from_the_environment_and_none_is_written() -> None:
+    """Every place a secret goes (an environment variable named like one, a JAAS password or
+    user_ entry, a URL's password) holds a required variable, in every service."""
+    checked = 0
+    for name, spec in compose()["services"].items():
+        for path, text in strings(spec, name):
+            key = path.rsplit(".", 1)[-1]
+            if SECRET_KEY_RE.search(key) and "JAAS" not in key.upper() and not key.endswith("(key)"):
+                assert is_secret_reference(text, name), f"{path}: {text!r} is not a required variable"
+                checked += 1
+            for match in [*JAAS_SECRET_RE.finditer(text), *URL_PASSWORD_RE.finditer(text)]:
+                assert is_secret_reference(match.group("value"), name), f"{path}: a secret written in {text!r}"
+                checked += 1
+    # the five passwords, wherever they go: postgres 2, kafka 6 (JAAS 4, its environment, the
+    # healthcheck), the worker 2 (Kafka, the database URL), grafana 2; a new one is counted here
+    assert checked == 12, checked
+
+
+def test_no_secret_is_written_in_the_provisioning_or_init_files() -> None:
+    for source in load_yaml(DATASOURCES)["datasources"]:
+        for value in (source.get("secureJsonData") or {}).values():
+            provisioning_variable(value)  # asserts
+        for key in ("password", "basicAuthPassword"):
+            assert key not in source and key not in (source.get("jsonData") or {}), f"{source['uid']}: {key}"
+    script = READER_INIT_SCRIPT.read_text()
+    assert "\\getenv reader_password CRMBONUS_GRAFANA_DB_PASSWORD" in script
+    assert re.search(r"PASSWORD :'reader_password'", script)
+    assert not re.search(r"PASSWORD\s+'", script), "a literal password in the init script"
+    assert "--set" not in script and " -v reader" not in script, "a secret on psql's command line"
+    for path in [DATASOURCES, DASHBOARD_PROVIDERS, PROMETHEUS, ALERTS, READER_INIT_SCRIPT, COMPOSE]:
+        text = path.read_text()
+        for known in ("admin-secret", ":-admin", ":-crmbonus", "change-me", "changeme"):
+            assert known not in text, f"{path.name} holds {known!r}"
+
+
+def test_every_published_port_is_bound_to_the_loopback() -> None:
+    """A laptop's stack is not a network service: each port on 127.0.0.1 only (put a TLS proxy
+    in front to serve further; README, "Security"). The controller and Postgres-internal ports
+    are not published at all."""
+    published = {}
+    for name, spec in compose()["services"].items():
+        assert spec.get("network_mode") != "host", name
+        for host_ip, host_port, container_port in published_ports(name):
+            assert host_ip == "127.0.0.1", f"{name} publishes {container_port} on {host_ip or 'every interface'}"
+            assert host_port, f"{name} publishes {container_port} on a random port"
+            published[name] = published.get(name, set()) | {container_port}
+    assert published == {"kafka": {9094}, "postgres": {5432}, "worker": {web_port()}, "prometheus": {9090},
+                         "grafana": {3000}}
+
+
+def test_every_image_is_pinned_to_an_exact_version() -> None:
+    """No `latest`, no bare major (`postgres:16`) that changes under a running stack; the worker's
+    image is built here and never pulled (a same-named image elsewhere is not ours)."""
+    for name, spec in compose()["services"].items():
+        image = str(spec.get("image", ""))
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: image {image!r} names no tag"
+        if "build" in spec:
+            assert tag != "latest" and spec.get("pull_policy") == "build", f"{name}: {image!r} could be pulled"
+            continue
+        exact = POSTGRES_TAG_RE if repository == "postgres" else EXACT_TAG_RE
+        assert exact.fullmatch(tag), f"{name}: {image!r} is not an exact version"
+    images = {name: str(spec["image"]) for name, spec in compose()["services"].items()}
+    assert images["kafka"] == f"apache/kafka:{KAFKA_VERSION}"  # the broker the tests run (deploy/kafka/pom.xml)
+    major = int(images["postgres"].split(":")[1].split(".")[0])
+    assert major * 100 == datasources()[POSTGRES_UID]["jsonData"]["postgresVersion"]
+
+
+def test_postgres_creates_the_reader_role_at_its_first_start() -> None:
+    """deploy/postgres/init/ is the image's /docker-entrypoint-initdb.d (read-only); its script
+    makes the role the migration grants to and the datasource logs in as, with the password the
+    postgres service gets from the environment."""
+    assert bind_mounts("postgres")[POSTGRES_INIT] == PurePosixPath("/docker-entrypoint-initdb.d")
+    assert "./deploy/postgres/init:/docker-entrypoint-initdb.d:ro" in service("postgres")["volumes"]
+    files = sorted(POSTGRES_INIT.iterdir())
+    assert files == [READER_INIT_SCRIPT]
+    assert os.access(READER_INIT_SCRIPT, os.X_OK), "not executable: the entrypoint would source it"
+    script = READER_INIT_SCRIPT.read_text()
+    assert f"CREATE ROLE {reader_role()}" in script and f"ALTER ROLE {reader_role()} WITH LOGIN NOSUPERUSER" in script
+    assert required_variable(environment("postgres")["CRMBONUS_GRAFANA_DB_PASSWORD"])
+    if shutil.which("bash"):
+        done = subprocess.run(["bash", "-n", str(READER_INIT_SCRIPT)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def image_property(variable: str) -> str:
+    """The server.properties key the apache/kafka image makes of an environment variable
+    (KafkaDockerWrapper: drop KAFKA_, lower case, `_` -> `.`, `___` -> `-`, `__` -> `_`)."""
+    return (variable.replace("KAFKA_", "").lower().replace("_", ".").replace("...", "-").replace("..", "_"))
+
+
+def kafka_listeners() -> dict[str, str]:
+    """Listener name -> security protocol, from the compose Kafka's environment."""
+    env = environment("kafka")
+    return dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+
+
+def jaas(listener: str, mechanism: str) -> str:
+    variable = f"KAFKA_LISTENER_NAME_{listener}_{mechanism.replace('-', '___')}_SASL_JAAS_CONFIG"
+    assert image_property(variable) == f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config"
+    config = environment("kafka").get(variable)
+    assert config, f"no {variable}: listener {listener} has no {mechanism} accounts"
+    return config
+
+
+def jaas_users(config: str) -> dict[str, str]:
+    return dict(re.findall(r'\buser_(\w+)="([^"]*)"', config))
+
+
+def test_every_kafka_listener_a_client_reaches_authenticates_with_sasl() -> None:
+    env = environment("kafka")
+    listeners = kafka_listeners()
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    mechanisms = env["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    assert mechanisms == ["PLAIN"]  # SCRAM needs users added at format time, which the image does itself
+    advertised = {item.split("://")[0]: item.split("://")[1] for item in env["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    bound = {item.split("://")[0]: item.split("://")[1] for item in env["KAFKA_LISTENERS"].split(",")}
+    assert set(bound) == set(listeners)
+    for name, protocol in listeners.items():
+        # the image's env-to-property rule turns `_` into `.`; its start script treats listener
+        # names with SASL_ or SSL in them as asking for a JAAS file or keystores
+        assert re.fullmatch(r"[A-Z]+", name) and "SSL" not in name, name
+        if name == controller:
+            assert name not in advertised and protocol == "PLAINTEXT"  # KRaft's own, inside the container
+            continue
+        assert protocol in ("SASL_PLAINTEXT", "SASL_SSL"), f"listener {name} is {protocol}: no authentication"
+        for mechanism in mechanisms:
+            config = jaas(name, mechanism)
+            assert config.startswith("org.apache.kafka.common.security.plain.PlainLoginModule required ")
+            assert config.endswith(";")
+            assert jaas_users(config), f"{name}: no accounts"
+    published = {port for _, _, port in published_ports("kafka")}
+    assert {int(address.rsplit(":", 1)[1]) for address in [bound[controller]]}.isdisjoint(published)
+    # inter-broker traffic uses an account of its own, on an authenticated listener
+    inter = env["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    assert listeners[inter].startswith("SASL_") and env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] in mechanisms
+    config = jaas(inter, env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"])
+    login = dict(re.findall(r'\b(username|password)="([^"]*)"', config))
+    assert jaas_users(config)[login["username"]] == login["password"]
+    assert required_variable(login["password"]) == "CRMBONUS_KAFKA_BROKER_PASSWORD"
+    assert "KAFKA_OPTS" not in env  # no JAAS file: the accounts are these variables
+
+
+def test_the_worker_logs_in_to_kafka_as_the_broker_expects() -> None:
+    """The worker's SPEC section 11 settings match its listener, and its account (the same user and
+    password on the host's listener, for `crmbonus publish`) is one the broker knows."""
+    worker = environment("worker")
+    broker = bootstrap_servers(worker[settings_module.ENV_BROKER])
+    advertised = {item.split("://")[1]: item.split("://")[0]
+                  for item in environment("kafka")["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    (listener,) = {advertised[address] for address in broker}
+    protocol = worker[settings_module.ENV_KAFKA_SECURITY_PROTOCOL]
+    mechanism = worker[settings_module.ENV_KAFKA_SASL_MECHANISM]
+    username = worker[settings_module.ENV_KAFKA_SASL_USERNAME]
+    password = worker[settings_module.ENV_KAFKA_SASL_PASSWORD]
+    assert protocol == kafka_listeners()[listener]
+    assert mechanism in environment("kafka")["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
+    settings_module.KafkaSecurity(protocol=protocol, sasl_mechanism=mechanism, sasl_username=username,
+                                  sasl_password=resolve(password))  # what the worker accepts at start-up
+    host_listener = advertised[f"localhost:{published_ports('kafka')[0][1]}"]
+    for name in (listener, host_listener):
+        assert jaas_users(jaas(name, mechanism)).get(username) == password, f"{name} does not know {username}"
+    assert required_variable(password) == settings_module.ENV_KAFKA_SASL_PASSWORD
+
+
+def test_the_kafka_healthcheck_logs_in_as_the_worker_would() -> None:
+    """The check writes a client config from the container's environment (no secret in the file
+    here) and asks the broker for its API versions on the worker's listener."""
+    (kind, command) = service("kafka")["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    worker = environment("worker")
+    assert f"security.protocol={worker[settings_module.ENV_KAFKA_SECURITY_PROTOCOL]}" in command
+    assert f"sasl.mechanism={worker[settings_module.ENV_KAFKA_SASL_MECHANISM]}" in command
+    assert f'username=\\"{worker[settings_module.ENV_KAFKA_SASL_USERNAME]}\\"' in command
+    assert 'password=\\"$$CRMBONUS_KAFKA_SASL_PASSWORD\\"' in command
+    assert environment("kafka")["CRMBONUS_KAFKA_SASL_PASSWORD"] == worker[settings_module.ENV_KAFKA_SASL_PASSWORD]
+    config = re.search(r"> (\S+) &&", command)
+    assert config and f"--command-config {config.group(1)}" in command
+    assert f"--bootstrap-server {bootstrap_servers(worker[settings_module.ENV_BROKER])[0]}" in command
 
 
 # --- deploy/Dockerfile ------------------------------------------------------------------
