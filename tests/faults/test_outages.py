@@ -1,4 +1,4 @@
-"""Outages under a running worker: Postgres stopped and started, the broker frozen (issue 7)."""
+"""Outages under a running worker: Postgres stopped and started (on tansu), the broker frozen (both) (issue 7)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ async def own_postgres() -> AsyncIterator[OwnPostgres]:
     await asyncio.to_thread(server.close)
 
 
+@pytest.mark.brokers("tansu", reason="a Postgres outage: the broker plays no part")
 async def test_postgres_stopped_and_started_under_a_running_worker(
     own_postgres: OwnPostgres, broker: Broker, workers: StartWorker,
     new_database: Callable[[], Awaitable[str]], tmp_path: Path, figures: Figures,
@@ -127,9 +128,10 @@ async def _retrying(worker: Worker, reasons: list[str] | None = None) -> bool:
 
 
 async def test_broker_frozen_for_ten_seconds(
-    pg_url: str, broker: Broker, workers: StartWorker, new_database: Callable[[], Awaitable[str]],
+    pg_url: str, own_broker: Broker, workers: StartWorker, new_database: Callable[[], Awaitable[str]],
     tmp_path: Path, figures: Figures,
 ) -> None:
+    broker = own_broker  # a process of this test's own: SIGSTOP freezes the whole broker
     lines = generate(DemoConfig(customers=900, seed=606))
     half = len(lines) // 2
     expected = Expected(lines)
@@ -159,6 +161,7 @@ class SlowShutdown(AssertionError):
     """The worker did not exit within 10 s of SIGTERM."""
 
 
+@pytest.mark.brokers("tansu", reason="a Postgres outage: the broker plays no part")
 async def test_sigterm_while_postgres_is_down_loses_nothing(
     own_postgres: OwnPostgres, broker: Broker, workers: StartWorker, figures: Figures,
 ) -> None:
@@ -195,6 +198,7 @@ async def test_sigterm_while_postgres_is_down_loses_nothing(
         raise SlowShutdown(f"worker did not exit 0 within 10 s of SIGTERM (exit {code})")
 
 
+@pytest.mark.brokers("tansu", reason="a Postgres outage: the broker plays no part")
 async def test_health_reason_names_postgres_while_a_batch_retries(
     own_postgres: OwnPostgres, broker: Broker, workers: StartWorker,
 ) -> None:
