@@ -26,7 +26,10 @@ from tests.faults.conftest import (
     check_against_clean_replay,
     check_against_oracle,
     committed_offsets,
+    count,
     feed,
+    merge_ends,
+    read_log,
     wait_caught_up,
     wait_for,
     wait_stored,
@@ -128,6 +131,46 @@ async def test_new_empty_broker_with_existing_database(
     await check_against_clean_replay(pg_url, everything, await new_database(), tmp_path)
     figures.faults = "broker replaced by a new empty one; a fifth of set A republished"
     figures.record(len(everything), verdict, expected)
+
+
+async def test_broker_killed_and_restarted_keeps_its_log(
+    broker_kind: str, pg_url: str, own_broker: Broker, workers: StartWorker,
+    new_database: Callable[[], Awaitable[str]], tmp_path: Path, figures: Figures,
+) -> None:
+    """SIGKILL of the broker under a running worker, holding records the worker has not read yet;
+    started again on its storage: its log is all there, once, and the same worker carries on."""
+    if broker_kind == TANSU:
+        pytest.skip("tansu is memory-only: a killed tansu comes back empty, and that case is "
+                    "test_new_empty_broker_with_existing_database[tansu]")
+    lines = generate(DemoConfig(customers=1200, seed=1101))
+    expected = Expected(lines)
+    first, burst, rest = lines[:len(lines) * 2 // 5], lines[len(lines) * 2 // 5:len(lines) * 3 // 5], \
+        lines[len(lines) * 3 // 5:]
+    worker = workers(pg_url, "through-the-kill")
+    await worker.wait_healthy()
+    ends = await feed(own_broker, first, rate=700)  # a stream the worker follows
+    worker.signal(signal.SIGSTOP)  # so that the burst is, when the broker dies, in its log only
+    try:
+        ends = merge_ends(ends, await own_broker.publish(burst))  # acknowledged by the broker (acks=all)
+        own_broker.kill()
+    finally:
+        worker.signal(signal.SIGCONT)
+    stored_at_kill = await count(pg_url, "events")
+    killed = time.monotonic()
+    await own_broker.restart()
+    down = time.monotonic() - killed
+    ends = merge_ends(ends, await feed(own_broker, rest, rate=700))
+    await wait_caught_up(pg_url, ends, 120, worker)
+    assert worker.alive(), worker.log()
+    log = await read_log(own_broker, ends)
+    assert sorted(log) == sorted(lines), "the broker's log lost or doubled records across the kill"
+    verdict = await check_against_oracle(pg_url, expected)
+    assert verdict.dead_letters == expected.dead_letters
+    await check_against_clean_replay(pg_url, lines, await new_database(), tmp_path)
+    figures.faults = (f"SIGKILL of the broker with {len(burst)} acknowledged records unread "
+                      f"({stored_at_kill} events stored), restarted on its storage after {down:.1f}s")
+    figures.record(len(lines), verdict, expected)
+    figures.notes = f"the same worker carried on; the log read back: {len(log)} records, each once"
 
 
 async def test_sigterm_finishes_the_batch_and_exits_zero(
