@@ -17,7 +17,7 @@ from schemas.events import Event
 from stream.bonus import compute_tables
 from stream.demo_data import DemoConfig, generate
 from stream.plan import load_plan
-from tests.integration.conftest import RUNNING_COLUMNS, Feeder, create_database, crmbonus, running, snapshot
+from tests.integration.conftest import RUNNING_COLUMNS, Brokers, Feeder, create_database, running, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,8 @@ async def test_shuffled_small_batches_with_redeliveries_equal_in_order(pg_url: s
 
 
 async def test_shuffled_replay_through_kafka_and_faust_equals_in_order(pg_url: str, pg_server_url: str,
-                                                                       tmp_path: Path) -> None:
+                                                                       brokers: Brokers, tmp_path: Path) -> None:
+    """On both brokers (ids tansu, kafka): each replay on a broker (or topics) of its own."""
     lines = month(customers=300, seed=3)
     in_order = tmp_path / "in-order.jsonl"
     in_order.write_bytes(b"\n".join(lines) + b"\n")
@@ -72,9 +73,9 @@ async def test_shuffled_replay_through_kafka_and_faust_equals_in_order(pg_url: s
     shuffled = tmp_path / "shuffled.jsonl"
     shuffled.write_bytes(b"\n".join(shuffled_lines) + b"\n")
 
-    crmbonus("replay", str(in_order), "--database-url", pg_url, data_dir=tmp_path)
+    await brokers.replay(str(in_order), "--database-url", pg_url, data_dir=tmp_path)
     other = await create_database(pg_server_url)
-    crmbonus("replay", str(shuffled), "--database-url", other, data_dir=tmp_path)
+    await brokers.replay(str(shuffled), "--database-url", other, data_dir=tmp_path)
 
     expected = oracle(lines)
     assert nonzero(await running(pg_url)) == expected
