@@ -18,13 +18,20 @@ and a worker keeps tens of thousands of them cached (see `stream.memory.settle_g
 Every string and array accepted is bounded: ids (`sku` and `category` included) are
 1..128 characters, `lines` at most 1000, `offered_categories` at most 100; the other
 strings are enums, a currency code or timestamps. Unknown fields are skipped unread.
+
+The models check what SPEC section 3 (version 1) says and no more, because they also decode
+the events stored under version 1, which are not validated again (SPEC section 10): the
+spelling rules of section 10 (timestamps, money strings, `-0`), the time bounds, the sale
+total and repeated keys are checked on the raw message by `schemas.decode.decode_event`.
+Money is kept in a normal form (`normal_money`): at most 4 decimal places and no positive
+exponent, so `1.50000` and `1e2` enter the exact arithmetic as `1.5000` and `100`.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Annotated, Literal, get_args
 
 import msgspec
@@ -38,14 +45,21 @@ _CONTROL = r"\x00-\x1f\x7f-\x9f"
 
 ID_PATTERN = rf"^[^{_CONTROL}]+{END}"
 CURRENCY_PATTERN = rf"^[A-Za-z]{{3}}{END}"
-#: What publishers must send as a money string; the decoder is a little more lenient in
-#: spelling ("1e3", " 5 ") but never in value (see `check_money`).
+#: What publishers must send as a money string. The decoder takes any ASCII
+#: `[0-9]+(\.[0-9]{1,4})?` below 10,000,000 (SPEC section 10), leading zeros included.
 MONEY_PATTERN = rf"^[0-9]{{1,7}}(\.[0-9]{{1,4}})?{END}"
-#: RFC 3339 date-time whose offset is explicit: `Z` or `+hh:mm` / `-hh:mm`.
+#: RFC 3339 date-time whose offset is explicit: `Z`/`z` or `+hh:mm` / `-hh:mm` with hh <= 23
+#: (SPEC section 10). The years are those a time within `EARLIEST`..`LATEST` can show in
+#: some offset; the exact bounds hold for the instant and are said in the description.
 TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-    rf"([Zz]|[+-][0-9]{{2}}:[0-9]{{2}}){END}"
+    r"^(1969|19[7-9][0-9]|2[01][0-9]{2}|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    rf"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]){END}"
 )
+#: SPEC section 10: after truncation to microseconds and conversion to UTC, every
+#: `occurred_at` and `appointment_at` lies in EARLIEST..LATEST.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2199, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
 
 #: The two roles of SPEC section 3 (`seller_role`) and section 6 (`role`), defined once here.
 Role = Literal["telemarketer", "field_rep"]
@@ -76,13 +90,21 @@ Timestamp = Annotated[
     datetime,
     msgspec.Meta(
         tz=True,
-        description="RFC 3339 date-time with an explicit offset (Z or +02:00); a naive time is invalid",
+        description=(
+            "RFC 3339 date-time with an explicit offset (Z or +02:00, hours of the offset <= 23); a naive "
+            "time is invalid; a fraction beyond microseconds is truncated, never rounded; after that and "
+            "conversion to UTC the time lies in 1970-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z"
+        ),
         extra_json_schema={"pattern": TIMESTAMP_PATTERN},
     ),
 ]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000, description="an integer 1..10,000")]
 Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN, description="3 letters")]
-_MONEY_RULE = "finite, 0 <= x < 10,000,000, at most 4 decimal places; handled as an exact decimal"
+_MONEY_RULE = (
+    "finite, 0 <= x < 10,000,000, at most 4 decimal places; handled as an exact decimal. A string is "
+    "ASCII digits with an optional fraction and nothing around them; a number is judged by its exact "
+    "value (1.50000 and 1e2 are fine, -0 and 1e-5 are not)"
+)
 #: Money arrives as a decimal string or a JSON number; msgspec decodes both exactly.
 #: msgspec describes a Decimal as a string; `schemas.jsonschema` replaces that with this anyOf.
 Money = Annotated[
@@ -96,7 +118,7 @@ Money = Annotated[
                     "type": "number",
                     "minimum": 0,
                     "exclusiveMaximum": 10_000_000,
-                    "description": "at most 4 decimal places",
+                    "description": "at most 4 decimal places by its exact value; not -0",
                 },
             ],
         },
@@ -110,15 +132,50 @@ def _shown(value: Decimal) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} chars)"
 
 
-def check_money(value: Decimal, field: str) -> None:
-    """Refuse what SPEC section 3 says money cannot be (NaN, infinite, negative, too big, too fine)."""
+#: Where `normal_money` rescales: a value below 10,000,000 with 4 places has at most 11 digits,
+#: so this never rounds (and would raise if it did).
+_NORMAL = Context(prec=40, traps=[InvalidOperation, Inexact])
+_PLACES = Decimal(1).scaleb(-MONEY_MAX_PLACES)
+_UNITS = Decimal(1)
+
+
+def check_money(value: Decimal, field: str) -> Decimal:
+    """Refuse what SPEC section 3 says money cannot be (NaN, infinite, negative, too big, too fine);
+    return the value in its normal form (`normal_money`).
+
+    The places are those of the exact value, whatever the spelling (SPEC section 10): `1.50000`
+    has one. The sign of a zero is not looked at here: `-0` is refused by the decoder, on the
+    raw message, and events stored under version 1 may hold one.
+    """
     if not value.is_finite():
         raise ValueError(f"{field} must be a finite number, got {_shown(value)}")
     if not (0 <= value < MONEY_LIMIT):
         raise ValueError(f"{field} must be >= 0 and < 10000000, got {_shown(value)}")
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if -MONEY_MAX_PLACES <= exponent <= 0:
+        return value
+    if exponent < -MONEY_MAX_PLACES:
+        beyond = digits[exponent + MONEY_MAX_PLACES:]  # the digits past the 4th place
+        if any(beyond):
+            raise ValueError(f"{field} has more than {MONEY_MAX_PLACES} decimal places: {_shown(value)}")
+    return normal_money(value)
+
+
+def normal_money(value: Decimal) -> Decimal:
+    """A checked money value with at most 4 places and no positive exponent, equal to `value`.
+
+    `1.50000` becomes `1.5000` and `1E+2` becomes `100`: amounts then stay short whatever the
+    spelling (the exact context of `stream.money` traps a result of more than 1,000 digits,
+    which `1.5` followed by 2,000 zeros would have given), and print without an exponent.
+    """
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MONEY_MAX_PLACES:
-        raise ValueError(f"{field} has more than {MONEY_MAX_PLACES} decimal places: {_shown(value)}")
+    assert isinstance(exponent, int)
+    if exponent > 0:
+        return value.quantize(_UNITS, context=_NORMAL)
+    if exponent < -MONEY_MAX_PLACES:
+        return value.quantize(_PLACES, context=_NORMAL)
+    return value
 
 
 def check_ids(struct: msgspec.Struct, *ids: str) -> None:
@@ -147,7 +204,9 @@ class SaleLine(msgspec.Struct, frozen=True, gc=False):
 
     def __post_init__(self) -> None:
         check_ids(self, self.line_id, self.sku, self.category)
-        check_money(self.unit_price, "unit_price")
+        price = check_money(self.unit_price, "unit_price")
+        if price is not self.unit_price:
+            msgspec.structs.force_setattr(self, "unit_price", price)
 
     @property
     def amount(self) -> Decimal:
@@ -181,7 +240,14 @@ class Sale(_Event, tag="sale", frozen=True):
     currency: Currency
     lines: Annotated[
         list[SaleLine],
-        msgspec.Meta(min_length=1, max_length=MAX_LINES, description="line_id is unique within the sale"),
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_LINES,
+            description=(
+                "line_id is unique within the sale; the sale's total, the sum of quantity x unit_price "
+                "over its lines, is below 10,000,000"
+            ),
+        ),
     ]
 
     def __post_init__(self) -> None:

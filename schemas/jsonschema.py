@@ -13,10 +13,13 @@ everything; this module adds what msgspec cannot express from a type:
   (`if`/`then`), the rule `Callback.__post_init__` enforces.
 
 The schema is the publisher's contract. It accepts nothing the decoder refuses, except
-what it can only state in a description: line ids unique within a sale, the four decimal
-places of money sent as a JSON number (`multipleOf` is unreliable on floats), and a real
-calendar date and time where a validator does not assert `format: date-time`. The decoder
-in turn accepts a few more spellings (a space for `T`, money as "1e3"), never other values.
+what it can only state in a description: line ids unique within a sale, the sale's total
+below 10,000,000, the four decimal places of money sent as a JSON number (`multipleOf` is
+unreliable on floats) and that such a number is not `-0`, the exact time bounds (an instant:
+the pattern only keeps the years in 1969..2200), a real calendar date and time where a
+validator does not assert `format: date-time`, and that no object repeats a key (a validator
+sees parsed JSON, where a repeated key is already gone). The decoder in turn accepts a money
+string with leading zeros beyond 7 digits (`"00000001"`), never other values (SPEC section 10).
 """
 
 from __future__ import annotations
@@ -67,13 +70,18 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+#: SPEC section 10, said once at the top of every file: no validator can check it.
+_NO_REPEATED_KEY = " No object, at any depth, may repeat a key (compared after unescaping)."
+
+
 def _document(title: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     defs = schema.pop("$defs")
     for name, definition in defs.items():
         _money_as_string_or_number(definition)
         if name == "Callback":
             definition.update(_CALLBACK_OFFER_RULE)
-    return {"$schema": DIALECT, "title": title, "description": description, **schema, "$defs": defs}
+    return {"$schema": DIALECT, "title": title, "description": description + _NO_REPEATED_KEY, **schema,
+            "$defs": defs}
 
 
 def _money_as_string_or_number(node: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import gc
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,24 +19,32 @@ import pytest
 from schemas.decode import (
     INVALID_JSON,
     MAX_DETAIL,
+    PROCESSING_ERROR,
     REASONS,
     SCHEMA_VIOLATION,
     UNKNOWN_EVENT_TYPE,
     InvalidEvent,
+    StoredDecoder,
     decode_event,
     routing_fields,
     same_content,
 )
 from schemas.events import (
+    EARLIEST,
     EVENT_TYPES,
     ID_PATTERN,
+    LATEST,
     Callback,
     Cancellation,
+    Event,
     LeadHandoff,
     Refund,
     Sale,
     event_type,
 )
+from stream import store
+from stream.periods import period_of
+from stream.plan import load_plan
 
 COMMON = {"event_id": "ev-1", "occurred_at": "2026-11-05T12:00:00Z", "customer_id": "c1"}
 VALID: dict[str, dict[str, Any]] = {
@@ -417,6 +425,20 @@ REFUSED: list[Any] = [
         "Invalid RFC3339 encoded datetime - at `$.occurred_at`",
         id="timestamp-not-rfc3339",
     ),
+    pytest.param(  # SPEC section 10: the separator is T or t (it used to be accepted)
+        changed("sale", "occurred_at", "2026-11-05 12:00:00Z"),
+        SCHEMA_VIOLATION,
+        "occurred_at must be RFC 3339 (YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z or +HH:MM/-HH:MM "
+        "with HH <= 23), got '2026-11-05 12:00:00Z' - at `$.occurred_at`",
+        id="timestamp-space-for-T",
+    ),
+    pytest.param(  # SPEC section 10: the offset is Z, z or +HH:MM (it used to be accepted)
+        changed("sale", "occurred_at", "2026-11-05T12:00:00+0200"),
+        SCHEMA_VIOLATION,
+        "occurred_at must be RFC 3339 (YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z or +HH:MM/-HH:MM "
+        "with HH <= 23), got '2026-11-05T12:00:00+0200' - at `$.occurred_at`",
+        id="timestamp-offset-without-colon",
+    ),
     # money: finite, 0 <= x < 10,000,000, at most 4 decimal places
     pytest.param(
         changed("sale", "lines.0.unit_price", "-1"),
@@ -454,10 +476,11 @@ REFUSED: list[Any] = [
         "unit_price has more than 4 decimal places: 0.00001 - at `$.lines[0]`",
         id="money-5-places-number",
     ),
-    pytest.param(
+    pytest.param(  # SPEC section 10: a string is spelled with at most 4 places (a number is judged by value)
         changed("sale", "lines.0.unit_price", "80.00000"),
         SCHEMA_VIOLATION,
-        "unit_price has more than 4 decimal places: 80.00000 - at `$.lines[0]`",
+        'unit_price as a string must be ASCII digits with at most 4 decimal places and nothing around them, '
+        'got "80.00000" - at `$.lines[0]`',
         id="money-5-places-zeros",
     ),
     pytest.param(
@@ -679,6 +702,12 @@ def _line0(raw_bytes: bytes) -> Any:
     return sale.lines[0]
 
 
+def one_line(price: Any, quantity: int = 1) -> bytes:
+    """`VALID["sale"]` with its first line only, of this price and quantity: the sale's total is
+    then that line's amount (SPEC section 10 bounds it below 10,000,000)."""
+    return changed("sale", "lines", [VALID["sale"]["lines"][0] | {"unit_price": price, "quantity": quantity}])
+
+
 @pytest.mark.parametrize(
     ("price", "expected"),
     [
@@ -693,14 +722,14 @@ def _line0(raw_bytes: bytes) -> Any:
     ],
 )
 def test_money_accepted_exactly(price: Any, expected: Decimal) -> None:
-    line = _line0(changed("sale", "lines.0.unit_price", price))
+    line = _line0(one_line(price))  # one line: the largest price plus the other line would pass 10,000,000
     assert line.unit_price == expected
     assert str(line.unit_price) == str(expected)
 
 
 @pytest.mark.parametrize("quantity", [1, 10_000])
 def test_quantity_bounds_accepted(quantity: int) -> None:
-    assert _line0(changed("sale", "lines.0.quantity", quantity)).quantity == quantity
+    assert _line0(one_line("999.9999", quantity)).quantity == quantity  # 10,000 x 1000.00 is 10,000,000
 
 
 @pytest.mark.parametrize(
@@ -720,13 +749,15 @@ def test_timestamps_with_an_explicit_offset(value: str, offset: timedelta) -> No
 @pytest.mark.parametrize(
     ("value", "offset"),
     [
-        pytest.param("2026-11-05 12:00:00Z", timedelta(0), id="space-for-T"),
         pytest.param("2026-11-05t12:00:00z", timedelta(0), id="lower-case"),
-        pytest.param("2026-11-05T12:00:00+0200", timedelta(hours=2), id="offset-without-colon"),
+        pytest.param("2026-11-05t12:00:00-00:00", timedelta(0), id="minus-zero-is-utc"),
+        pytest.param("2026-11-05T12:00:00+23:59", timedelta(hours=23, minutes=59), id="largest-offset"),
+        pytest.param("2026-11-05T12:00:00-23:59", -timedelta(hours=23, minutes=59), id="smallest-offset"),
     ],
 )
-def test_decoder_is_lenient_in_spelling_only(value: str, offset: timedelta) -> None:
-    """Spellings the JSON Schema does not offer publishers, but whose offset is still explicit."""
+def test_spellings_section_10_allows(value: str, offset: timedelta) -> None:
+    """SPEC section 10: T or t, Z or z, +HH:MM with HH <= 23. (A space for T and +0200 used to
+    be accepted too; they are refused now, see REFUSED.)"""
     assert decode_event(changed("sale", "occurred_at", value)).occurred_at.utcoffset() == offset
 
 
@@ -899,3 +930,292 @@ def test_the_id_paths_are_the_ones_the_spec_names() -> None:
     assert id_paths(EVENT_TYPES["sale"]) == ["event_id", "customer_id", "sale_id", "seller_id", "lines.0.line_id",
                                              "lines.0.sku", "lines.0.category"]
     assert id_paths(EVENT_TYPES["callback"]) == ["event_id", "customer_id", "telemarketer_id", "offered_categories.0"]
+
+
+# --- SPEC section 10: input bounds ------------------------------------------------------------
+
+FULL_WIDTH_123 = "\uff11\uff12\uff13"  # what Python's Decimal reads as 123
+BOUND_RULE = "must lie in 1970-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z (in UTC)"
+SHAPE_RULE = ("must be RFC 3339 (YYYY-MM-DDTHH:MM:SS, an optional fraction, then Z or +HH:MM/-HH:MM "
+              "with HH <= 23)")
+
+
+@pytest.mark.parametrize(
+    ("value", "instant"),
+    [
+        pytest.param("1970-01-01T00:00:00Z", EARLIEST, id="earliest"),
+        pytest.param("1970-01-01T01:00:00+01:00", EARLIEST, id="earliest-in-an-offset"),
+        pytest.param("1969-12-31T23:00:00-01:00", EARLIEST, id="earliest-local-1969"),
+        pytest.param("2199-12-31T23:59:59.999999Z", LATEST, id="latest"),
+        pytest.param("2199-12-31T23:59:59.9999999Z", LATEST, id="latest-truncated-not-rounded-into-2200"),
+        pytest.param("2200-01-01T00:59:59.999999999+01:00", LATEST, id="latest-local-2200"),
+        pytest.param("2026-11-30T23:59:59.9999999Z", datetime(2026, 11, 30, 23, 59, 59, 999_999, UTC),
+                     id="7-digits-stay-in-november"),
+        pytest.param("2026-11-05T12:00:00.123456789012345678901234567890Z",
+                     datetime(2026, 11, 5, 12, 0, 0, 123_456, UTC), id="30-digits-truncated"),
+        pytest.param("2026-11-05T12:00:00.5Z", datetime(2026, 11, 5, 12, 0, 0, 500_000, UTC), id="one-digit"),
+        pytest.param("2026-11-05T12:00:00.9999995+02:00", datetime(2026, 11, 5, 10, 0, 0, 999_999, UTC),
+                     id="half-a-microsecond-is-dropped"),
+    ],
+)
+def test_times_within_the_bounds_truncated_to_microseconds(value: str, instant: datetime) -> None:
+    event = decode_event(changed("sale", "occurred_at", value))
+    assert event.occurred_at == instant
+    handoff = decode_event(changed("lead_handoff", "appointment_at", value))
+    assert isinstance(handoff, LeadHandoff) and handoff.appointment_at == instant
+
+
+def test_a_fraction_never_moves_a_time_into_the_next_period() -> None:
+    event = decode_event(changed("sale", "occurred_at", "2026-11-30T23:59:59.99999999Z"))
+    assert period_of(event.occurred_at, load_plan()) == "2026-11"
+    assert period_of(StoredDecoder().decode(changed("sale", "occurred_at", "2026-11-30T23:59:59.99999999Z"))
+                     .occurred_at, load_plan()) == "2026-11"
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        pytest.param("1969-12-31T23:59:59.999999Z", BOUND_RULE, id="before-1970"),
+        pytest.param("1970-01-01T00:59:59+01:00", BOUND_RULE, id="before-1970-in-an-offset"),
+        pytest.param("2200-01-01T00:00:00Z", BOUND_RULE, id="2200"),
+        pytest.param("2199-12-31T23:59:59-00:01", BOUND_RULE, id="2200-in-an-offset"),
+        pytest.param("0001-01-01T00:00:00+01:00", BOUND_RULE, id="year-1-before-utc-year-0"),
+        pytest.param("9999-12-31T23:59:59-01:00", BOUND_RULE, id="year-9999-after-utc-year-10000"),
+        pytest.param("2026-11-05T12:00:00+23:60", "Invalid RFC3339 encoded datetime", id="offset-minute-60"),
+        pytest.param("2026-11-05T12:00:00+24:00", "Invalid RFC3339 encoded datetime", id="offset-hour-24"),
+        pytest.param("2026-11-05T12:00:60Z", "Invalid RFC3339 encoded datetime", id="second-60"),
+        pytest.param("2026-12-31T23:59:60Z", "Invalid RFC3339 encoded datetime", id="leap-second"),
+        pytest.param("2026-11-05T12:00Z", "Invalid RFC3339 encoded datetime", id="no-seconds"),
+        pytest.param("2026-11-05T12:00:00.Z", "Invalid RFC3339 encoded datetime", id="empty-fraction"),
+        pytest.param("2026-11-05 12:00:00Z", SHAPE_RULE, id="space"),
+        pytest.param("2026-11-05T12:00:00+0200", SHAPE_RULE, id="offset-without-colon"),
+        pytest.param("2026-11-05T12:00:00.1234567+0200", SHAPE_RULE, id="offset-without-colon-with-fraction"),
+    ],
+)
+def test_times_refused(value: str, detail: str) -> None:
+    for kind, name in (("sale", "occurred_at"), ("lead_handoff", "appointment_at")):
+        error = refused(changed(kind, name, value))
+        assert error.reason == SCHEMA_VIOLATION
+        assert error.detail.startswith(f"{name} {detail}" if detail != "Invalid RFC3339 encoded datetime"
+                                       else detail), error.detail
+        assert error.detail.endswith(f" - at `$.{name}`")
+
+
+def test_a_time_is_judged_as_the_string_it_means() -> None:
+    """JSON escapes spell the same string: an escaped colon is a colon, an escaped space a space."""
+    plain = decode_event(changed("sale", "occurred_at", "2026-11-05T12:00:00Z"))
+    escaped = changed("sale", "occurred_at", "@").replace(b'"@"', b'"2026-11-05T12\\u003a00:00\\u005a"')
+    assert decode_event(escaped) == plain
+    spaced = changed("sale", "occurred_at", "@").replace(b'"@"', b'"2026-11-05\\u002012:00:00Z"')
+    assert refused(spaced).detail.startswith(f"occurred_at {SHAPE_RULE}")
+
+
+@pytest.mark.parametrize(
+    ("price", "detail"),
+    [
+        pytest.param(FULL_WIDTH_123, 'as a string must be ASCII digits with at most 4 decimal places and nothing '
+                     f'around them, got "{FULL_WIDTH_123}"', id="full-width-digits"),
+        pytest.param("١٢٣", None, id="arabic-indic-digits"),
+        pytest.param("1_000", None, id="underscore"),
+        pytest.param(" 5 ", None, id="spaces"),
+        pytest.param("5 ", None, id="trailing-space"),
+        pytest.param("5\n", None, id="trailing-newline"),
+        pytest.param("+5", None, id="plus"),
+        pytest.param("-0", None, id="minus-zero-string"),
+        pytest.param("-0.00", None, id="minus-zero-string-places"),
+        pytest.param("1e3", None, id="exponent-string"),
+        pytest.param("1E3", None, id="exponent-string-upper"),
+        pytest.param(".5", None, id="no-integer-part"),
+        pytest.param("5.", None, id="no-fraction-digits"),
+        pytest.param("0x10", None, id="hex"),
+        pytest.param("1.00000", None, id="5-places-of-zeros"),
+    ],
+)
+def test_money_strings_refused(price: str, detail: str | None) -> None:
+    error = refused(one_line(price))
+    assert error.reason == SCHEMA_VIOLATION
+    if detail is not None:
+        assert error.detail == f"unit_price {detail} - at `$.lines[0]`"
+    # refused as spelled, or already by msgspec's typed pass (not even a decimal)
+    assert error.detail.startswith("unit_price ") or (
+        error.detail == "Invalid decimal string - at `$.lines[0].unit_price`")
+
+
+@pytest.mark.parametrize(
+    ("number", "detail"),
+    [
+        pytest.param(b"-0", "unit_price must not be negative, got -0 - at `$.lines[0]`", id="minus-zero"),
+        pytest.param(b"-0.0", "unit_price must not be negative, got -0.0 - at `$.lines[0]`", id="minus-zero-places"),
+        pytest.param(b"-0e3", "unit_price must not be negative, got -0e3 - at `$.lines[0]`", id="minus-zero-exponent"),
+        pytest.param(b"1e-5", "unit_price has more than 4 decimal places: 0.00001 - at `$.lines[0]`", id="1e-5"),
+        pytest.param(b"1.00001", "unit_price has more than 4 decimal places: 1.00001 - at `$.lines[0]`",
+                     id="5-places"),
+        pytest.param(b"1.5e-4", "unit_price has more than 4 decimal places: 0.00015 - at `$.lines[0]`",
+                     id="5-places-by-exponent"),
+    ],
+)
+def test_money_numbers_refused_by_exact_value(number: bytes, detail: str) -> None:
+    error = refused(one_line("@").replace(b'"@"', number))
+    assert (error.reason, error.detail) == (SCHEMA_VIOLATION, detail)
+
+
+@pytest.mark.parametrize(
+    ("spelled", "expected"),
+    [
+        pytest.param(b"1.50000", "1.5000", id="trailing-zeros-number"),
+        pytest.param(b"1e2", "100", id="exponent-number"),
+        pytest.param(b"1E+2", "100", id="exponent-plus-number"),
+        pytest.param(b"15e-1", "1.5", id="negative-exponent-number"),
+        pytest.param(b"0e-10", "0.0000", id="zero-with-many-places"),
+        pytest.param(b"0", "0", id="zero-number"),
+        pytest.param(b"1.5" + b"0" * 2000, "1.5000", id="2000-trailing-zeros"),
+        pytest.param(b'"0000012.5"', "12.5", id="leading-zeros-string"),
+        pytest.param(b'"0.0000"', "0.0000", id="zero-string-4-places"),
+        pytest.param(b'"\\u0031\\u0032.5"', "12.5", id="escaped-digits-string"),
+        pytest.param(b"9999999.99990000", "9999999.9999", id="largest-with-zeros"),
+    ],
+)
+def test_money_is_judged_by_its_exact_value_and_kept_short(spelled: bytes, expected: str) -> None:
+    """1.50000 is 1.5 whatever its spelling, and is kept with at most 4 places, so the exact
+    arithmetic of the rules never meets a 2,000-digit price."""
+    line = _line0(one_line("@").replace(b'"@"', spelled))
+    assert str(line.unit_price) == expected
+    assert line.amount == Decimal(expected)
+
+
+@pytest.mark.parametrize(
+    ("lines", "accepted"),
+    [
+        pytest.param([("9999999.9999", 1)], True, id="largest-price"),
+        pytest.param([("999.9999", 10_000)], True, id="largest-quantity"),
+        pytest.param([("1000", 10_000)], False, id="exactly-10M"),
+        pytest.param([("5000000", 1), ("5000000", 1)], False, id="two-lines-10M"),
+        pytest.param([("4999999.9999", 1), ("5000000", 1)], True, id="two-lines-just-below"),
+        pytest.param([("9999.9999", 1)] * 1000, True, id="1000-lines-below"),
+        pytest.param([("10000", 1)] * 1000, False, id="1000-lines-10M"),
+        pytest.param([("9999999.9999", 10_000)] * 1000, False, id="largest-everything"),
+    ],
+)
+def test_a_sale_totals_below_10_million(lines: list[tuple[str, int]], accepted: bool) -> None:
+    base = VALID["sale"]["lines"][0]
+    raw_bytes = changed("sale", "lines", [base | {"line_id": f"L{i}", "unit_price": price, "quantity": quantity}
+                                          for i, (price, quantity) in enumerate(lines)])
+    if accepted:
+        assert isinstance(decode_event(raw_bytes), Sale)
+        return
+    error = refused(raw_bytes)
+    total = sum(Decimal(price) * quantity for price, quantity in lines)
+    assert (error.reason, error.detail) == (
+        SCHEMA_VIOLATION,
+        f"the sale's total (quantity x unit_price over its lines) must be below 10000000, got {total}")
+
+
+def _with_extra(kind: str, text: bytes) -> bytes:
+    return raw(VALID[kind])[:-1] + b", " + text + b"}"
+
+
+REPEATED = [
+    pytest.param(_with_extra("sale", b'"event_id": "ev-2"'), "event_id", id="top-level"),
+    pytest.param(_with_extra("sale", b'"occurred_at": "2026-11-05T12:00:00+01:00"'), "occurred_at",
+                 id="occurred_at-other-colons"),
+    pytest.param(_with_extra("callback", b'"event_type": "callback"'), "event_type", id="the-tag"),
+    pytest.param(_with_extra("cancellation", b'"\\u0065vent_id": "ev-1"'), "event_id", id="escaped-repeat"),
+    pytest.param(_with_extra("cancellation", b'"x": {"a": 1, "a": 2}'), "a", id="in-an-unknown-object"),
+    pytest.param(_with_extra("cancellation", b'"x": {"a": 1, "\\u0061": 2}'), "a", id="unescaped-equal"),
+    pytest.param(_with_extra("cancellation", b'"x": [{"b": 1}, {"a": [{"c": 1, "c": 1}]}]'), "c", id="deep"),
+    pytest.param(_with_extra("cancellation", b'"x": {"\\u00e9": 1, "\xc3\xa9": 2}'), "é", id="escape-vs-utf8"),
+    pytest.param(_with_extra("cancellation", b'"x": 1, "x": 1'), "x", id="same-value-twice"),
+    pytest.param(_with_extra("cancellation", b'"x" : 1 , "x"\n:\t1'), "x", id="whitespace-before-colon"),
+    pytest.param(changed("sale", "lines.0.sku", "@").replace(b'"sku": "@"', b'"sku": "A", "sku": "B"'), "sku",
+                 id="in-a-line"),
+    pytest.param(_with_extra("lead_handoff", b'"appointment_at": null'), "appointment_at", id="null-after-a-time"),
+    pytest.param(_with_extra("cancellation", b'"x": {"n": "\\\\u003a", "n": "\\u003a"}'), "n",
+                 id="colon-escapes-and-lookalikes"),
+]
+
+
+@pytest.mark.parametrize(("raw_bytes", "key"), REPEATED)
+def test_a_repeated_key_is_refused(raw_bytes: bytes, key: str) -> None:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in items]
+        assert len(set(names)) == len(names) or key in names
+        return dict(items)
+
+    json.loads(raw_bytes, object_pairs_hook=pairs)  # the test's premise, by the obvious parser
+    error = refused(raw_bytes)
+    assert (error.reason, error.detail) == (SCHEMA_VIOLATION, f"an object has the key {key!r} more than once")
+
+
+@pytest.mark.parametrize(
+    "raw_bytes",
+    [
+        pytest.param(raw(VALID["sale"]), id="same-keys-in-two-lines"),
+        pytest.param(json.dumps(VALID["sale"], indent=2, separators=(" , ", " : ")).encode(), id="whitespace"),
+        pytest.param(_with_extra("cancellation", b'"a:b": ":c", "d": "\\":e"'), id="colons-in-strings"),
+        pytest.param(_with_extra("cancellation", b'"x": [{"a": 1}, {"a": 2}]'), id="same-key-in-sibling-objects"),
+        pytest.param(_with_extra("cancellation", b'"x": {"x": {"x": 1}}'), id="same-key-at-each-depth"),
+        pytest.param(_with_extra("cancellation", b'"n": "\\"a\\": 1, \\"a\\": 2"'), id="repeat-inside-a-string"),
+        pytest.param(changed("cancellation", "event_id", "@").replace(b'"event_id": "@"', b'"\\u0065vent_id": "ev"'),
+                     id="escaped-key-once"),
+        pytest.param(changed("lead_handoff", "appointment_at", None), id="explicit-null"),
+        pytest.param(changed("callback", "outcome", "declined").replace(b'["accessories", "insurance"]', b"[]"),
+                     id="empty-categories-sent"),
+        pytest.param(_with_extra("callback", b'"a": {}, "b": {"a": []}'), id="empty-objects"),
+        pytest.param(_with_extra("cancellation", b'"n": "\\\\u003a", "m": "\\u003a\\u003A"'),
+                     id="colon-escapes-and-lookalikes"),
+        pytest.param(_with_extra("cancellation", b'"x": [' + b",".join([b'{"a": 1, "b": 2}'] * 5000) + b"]"),
+                     id="5000-objects-in-an-unknown-field"),
+    ],
+)
+def test_no_repeated_key_is_accepted(raw_bytes: bytes) -> None:
+    decode_event(raw_bytes)
+
+
+def test_a_repeated_key_in_a_large_event_is_refused_without_its_name() -> None:
+    """Naming it takes the tokenizer; beyond 16 KB the count alone decides (and costs ~8 ms at most)."""
+    raw_bytes = _with_extra("cancellation", b'"x": [' + b",".join([b'{"a": 1, "b": 2}'] * 2000) + b'], "x": 1')
+    assert len(raw_bytes) > 16 * 1024
+    error = refused(raw_bytes)
+    assert (error.reason, error.detail) == (
+        SCHEMA_VIOLATION, "an object has a key more than once (not named: the event is over 16384 bytes)")
+
+
+# --- events stored under version 1 are not validated again ------------------------------------
+
+STORED_UNDER_VERSION_1 = [
+    pytest.param(changed("sale", "occurred_at", "2026-11-05 12:00:00Z"), id="space-for-T"),
+    pytest.param(changed("sale", "occurred_at", "2026-11-05T12:00:00+0200"), id="offset-without-colon"),
+    pytest.param(changed("sale", "occurred_at", "1960-01-01T00:00:00Z"), id="1960"),
+    pytest.param(changed("sale", "occurred_at", "2500-01-01T00:00:00Z"), id="2500"),
+    pytest.param(changed("sale", "occurred_at", "0001-01-01T00:00:00+01:00"), id="year-1"),
+    *[pytest.param(one_line(price), id=f"money-{price!r}")
+      for price in [" 5 ", "1_000", "+5", "-0", FULL_WIDTH_123, "1e3"]],
+    pytest.param(one_line("@").replace(b'"@"', b"-0"), id="money-minus-zero-number"),
+    pytest.param(one_line("9999999", 10_000), id="sale-total-10^11"),
+    pytest.param(_with_extra("sale", b'"event_id": "ev-1"'), id="repeated-key"),
+]
+
+
+@pytest.mark.parametrize("raw_bytes", STORED_UNDER_VERSION_1)
+def test_the_store_decodes_what_version_1_stored(raw_bytes: bytes) -> None:
+    """Version 1 took these; version 2 refuses them, but the ledger still reads them back."""
+    assert refused(raw_bytes).reason == SCHEMA_VIOLATION
+    assert isinstance(store._decoder, StoredDecoder)  # what `load_customer_events` decodes with
+    assert store._decoder.decode(raw_bytes) == msgspec.json.decode(raw_bytes, type=Event)
+
+
+def test_the_store_truncates_as_the_decoder_does() -> None:
+    """A cached event and the same event read back must have the same time (SPEC section 5)."""
+    for value in ["2026-11-30T23:59:59.9999999Z", "2026-11-30 23:59:59.99999999+0100"]:
+        raw_bytes = changed("lead_handoff", "occurred_at", value).replace(
+            b'"2026-11-06T09:30:00+01:00"', b'"2026-11-06T09:30:00.12345678+01:00"')
+        stored = StoredDecoder().decode(raw_bytes)
+        assert isinstance(stored, LeadHandoff)
+        assert stored.occurred_at.microsecond == 999_999 and stored.appointment_at is not None
+        assert stored.appointment_at.microsecond == 123_456
+        if "T" in value:
+            assert decode_event(raw_bytes) == stored
+
+
+def test_processing_error_is_a_reason() -> None:
+    assert PROCESSING_ERROR == "processing_error" and PROCESSING_ERROR in REASONS

@@ -95,6 +95,21 @@ def _broken(kind: str, change: dict[str, Any], line_change: dict[str, Any] | Non
 BROKEN = [
     pytest.param(_broken("sale", {"occurred_at": "2026-11-05T12:00:00"}), id="naive-timestamp"),
     pytest.param(_broken("sale", {"occurred_at": "2026-11-05"}), id="date-only"),
+    # SPEC section 10
+    pytest.param(_broken("sale", {"occurred_at": "2026-11-05 12:00:00Z"}), id="space-for-T"),
+    pytest.param(_broken("sale", {"occurred_at": "2026-11-05T12:00:00+0200"}), id="offset-without-colon"),
+    pytest.param(_broken("sale", {"occurred_at": "2026-11-05T12:00:00+24:00"}), id="offset-24h"),
+    pytest.param(_broken("sale", {"occurred_at": "2026-11-05T12:00:60Z"}), id="second-60"),
+    pytest.param(_broken("sale", {"occurred_at": "1960-01-01T00:00:00Z"}), id="before-1970"),
+    pytest.param(_broken("sale", {"occurred_at": "2201-01-01T00:00:00Z"}), id="after-2199"),
+    pytest.param(_broken("lead_handoff", {"appointment_at": "0001-01-01T00:00:00+01:00"}), id="appointment-year-1"),
+    pytest.param(_broken("sale", {}, {"unit_price": " 5 "}), id="money-spaces"),
+    pytest.param(_broken("sale", {}, {"unit_price": "1_000"}), id="money-underscore"),
+    pytest.param(_broken("sale", {}, {"unit_price": "+5"}), id="money-plus"),
+    pytest.param(_broken("sale", {}, {"unit_price": "-0"}), id="money-minus-zero-string"),
+    pytest.param(_broken("sale", {}, {"unit_price": "1e3"}), id="money-exponent-string"),
+    pytest.param(_broken("sale", {}, {"unit_price": "\uff11\uff12\uff13".encode().decode("unicode_escape")}),
+                 id="money-full-width-digits"),
     pytest.param(_broken("sale", {"event_id": ""}), id="empty-id"),
     pytest.param(_broken("sale", {"event_id": "x" * 129}), id="129-char-id"),
     pytest.param(_broken("sale", {"seller_id": "fr\x851"}), id="id-with-NEL"),
@@ -125,3 +140,26 @@ def test_broken_event_rejected_by_schema_and_decoder(event: Any) -> None:
     assert not _validator("event.schema.json").is_valid(event)
     with pytest.raises(InvalidEvent):
         decode_event(json.dumps(event).encode())
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(_broken("sale", {"occurred_at": "1969-12-31T23:59:59Z"}), id="before-the-instant-bound"),
+        pytest.param(_broken("sale", {"occurred_at": "2200-01-01T00:00:00Z"}), id="after-the-instant-bound"),
+        pytest.param(_broken("sale", {}, {"unit_price": 9_999_999, "quantity": 2}), id="sale-total-10M"),
+    ],
+)
+def test_what_only_a_description_can_say_is_refused_by_the_decoder(event: Any) -> None:
+    """SPEC section 10 rules a JSON Schema cannot state (its descriptions say them)."""
+    _validator("event.schema.json").validate(event)
+    with pytest.raises(InvalidEvent):
+        decode_event(json.dumps(event).encode())
+
+
+def test_the_descriptions_say_what_the_patterns_cannot() -> None:
+    sale = generator.schemas()["sale.schema.json"]
+    assert "may repeat a key" in sale["description"]
+    assert "1970-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z" in sale["$defs"]["Sale"]["properties"][
+        "occurred_at"]["description"]
+    assert "below 10,000,000" in sale["$defs"]["Sale"]["properties"]["lines"]["description"]
