@@ -26,6 +26,21 @@ from stream.rules import Credit
 
 logger = logging.getLogger(__name__)
 
+
+class RulesError(Exception):
+    """The pure rules (`stream.rules`, `stream.bonus`, `stream.diff`) raised an ArithmeticError
+    or a ValueError on a customer's events: what SPEC section 10 counts, with a Postgres data
+    exception, as a message failing on its own data. Raised here, where the rules are called,
+    so the pipeline can tell it from the same exception raised anywhere else (a bug there).
+    """
+
+    def __init__(self, customer_id: str | None, error: ArithmeticError | ValueError) -> None:
+        self.customer_id = customer_id
+        self.error = error
+        where = "the bonus rows" if customer_id is None else f"customer {customer_id[:64]!r}"
+        super().__init__(f"the rules failed for {where}: {type(error).__name__}: {error}")
+
+
 #: Credit fields in table order; the named tuple and the table share these names.
 CREDIT_FIELDS = Credit._fields
 
@@ -136,11 +151,14 @@ async def recompute_customers(
                                                     entry.credits)
             continue
         history = [*entry.events, *new_events[cid]] if entry else stored[cid]
-        customer = diff_credits(entry.credits if entry else in_force.get(cid, {}),
-                                rules.credit_customer(history, plan))
+        try:
+            customer = diff_credits(entry.credits if entry else in_force.get(cid, {}),
+                                    rules.credit_customer(history, plan))
+            add_tallies(deltas, customer.deltas)
+        except (ArithmeticError, ValueError) as error:
+            raise RulesError(cid, error) from error
         removed.update(customer.removed)
         added.extend(customer.added)  # new rows' ids in that order
-        add_tallies(deltas, customer.deltas)
         change.staged[cid] = CachedCustomer(versions[cid], history, customer.kept)  # new credits join below
     if removed:
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
@@ -258,7 +276,10 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
     if not persons:
         return
     totals = await load_totals(conn, persons)
-    rows = [running_row(key, totals[key], plan) for key in sorted(totals)]
+    try:
+        rows = [running_row(key, totals[key], plan) for key in sorted(totals)]
+    except (ArithmeticError, ValueError) as error:
+        raise RulesError(None, error) from error
     await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in rows] for name in RUNNING_COLUMNS))
 
 
