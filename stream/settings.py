@@ -8,7 +8,9 @@ always there.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +23,10 @@ ENV_DATABASE_URL = "CRMBONUS_DATABASE_URL"
 ENV_PLAN = "CRMBONUS_PLAN"
 ENV_TOPIC_PREFIX = "CRMBONUS_TOPIC_PREFIX"
 ENV_DATA_DIR = "CRMBONUS_DATA_DIR"
+#: HTTP exposure (SPEC section 16): the interface the worker's web server binds, and the token its
+#: pages and API need (a secret: a variable, never a flag).
+ENV_WEB_HOST = "CRMBONUS_WEB_HOST"
+ENV_WEB_TOKEN = "CRMBONUS_WEB_TOKEN"
 #: Kafka security (SPEC section 11): each of these has a flag too, but the password has none.
 ENV_KAFKA_SECURITY_PROTOCOL = "CRMBONUS_KAFKA_SECURITY_PROTOCOL"
 ENV_KAFKA_SASL_MECHANISM = "CRMBONUS_KAFKA_SASL_MECHANISM"
@@ -34,6 +40,15 @@ ENV_KAFKA_SSL_KEYFILE = "CRMBONUS_KAFKA_SSL_KEYFILE"
 DEFAULT_TOPIC_PREFIX = "crm."
 DEFAULT_DATA_DIR = ".crmbonus"
 DEFAULT_PARTITIONS = 6
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_WEB_PORT = 6066
+#: A shorter token is guessable; `python -c "import secrets; print(secrets.token_urlsafe(32))"` makes one.
+MIN_WEB_TOKEN = 16
+#: A token goes into a header and a URL: visible ASCII, nothing that needs quoting or escaping there.
+WEB_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+\Z")
+#: A DNS name: labels of letters, digits and inner hyphens, joined by dots.
+HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -185,8 +200,14 @@ class _Common:
     #: Replicas of a topic crmbonus creates; None: the broker's default.replication.factor (-1) on a
     #: configured broker, 1 on the embedded one (stream/kafka.py).
     replication_factor: int | None = None
-    web_port: int = 6066
+    web_port: int = DEFAULT_WEB_PORT
     web_enabled: bool = True
+    #: The interface the web server binds (`--web-host`): loopback unless asked (SPEC section 16).
+    web_host: str = DEFAULT_WEB_HOST
+    #: CRMBONUS_WEB_TOKEN: with it, every path but /health and /metrics needs it (stream/web.py).
+    web_token: str | None = field(default=None, repr=False)
+    #: `--web-insecure`: bind a non-loopback address without a token, knowingly.
+    web_insecure: bool = False
     #: Larger batches recompute a customer once for more of its events (2,000 -> 5,000: +30%).
     batch_max: int = 5_000
     batch_within: float = 0.2
@@ -199,6 +220,23 @@ class _Common:
         if self.replication_factor is not None and self.replication_factor != -1 and self.replication_factor < 1:
             raise ConfigError(f"--replication-factor {self.replication_factor}: 1 or more, or -1 for the "
                               "broker's default.replication.factor")
+        if not 1 <= self.web_port <= 65535:
+            raise ConfigError(f"--web-port {self.web_port}: a TCP port is 1..65535")
+        validate_web_host(self.web_host)
+        if self.web_token is not None:
+            validate_web_token(self.web_token)
+        if self.web_enabled and not self.web_insecure and self.web_token is None and not is_loopback(self.web_host):
+            raise ConfigError(
+                f"--web-host {self.web_host} is not a loopback address, and {ENV_WEB_TOKEN} is not set: anyone "
+                f"who can reach it would read everyone's pay. Set {ENV_WEB_TOKEN} (then every page but /health "
+                "and /metrics needs it), or give --web-insecure to serve it to everyone anyway"
+            )
+
+    @property
+    def web_url(self) -> str:
+        """The address of the web server, for messages (a wildcard bind is shown as localhost)."""
+        host = "localhost" if self.web_host in ("0.0.0.0", "::") else self.web_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
 
 
 @dataclass(frozen=True)
@@ -226,7 +264,7 @@ class Settings(_Common):
 
         Children get their settings this way, never on their command line: a database URL
         may hold a password. The Kafka password is inherited as it was read (stream/settings.py
-        `KafkaSecurity.environment`).
+        `KafkaSecurity.environment`), and so is CRMBONUS_WEB_TOKEN, which only a variable gives.
         """
         return {
             ENV_BROKER: self.broker,
@@ -234,6 +272,7 @@ class Settings(_Common):
             ENV_PLAN: self.plan_path,
             ENV_TOPIC_PREFIX: self.topic_prefix,
             ENV_DATA_DIR: str(self.data_dir),
+            ENV_WEB_HOST: self.web_host,
             **self.kafka.environment(),
         }
 
@@ -280,18 +319,92 @@ def validate_broker(broker: str) -> None:
     """Refuse a broker setting that is not `kafka://host:port` (several joined by `;`)."""
     for part in broker.split(";"):
         hostport = part.removeprefix("kafka://")
-        if not part.startswith("kafka://") or ":" not in hostport or not hostport.rsplit(":", 1)[1].isdigit():
+        host, _, port = hostport.rpartition(":")
+        if not part.startswith("kafka://") or not host or not _is_port(port):
             raise ConfigError(
-                f"broker {broker!r} must be kafka://host:port, several joined by ';' "
+                f"broker {broker!r} must be kafka://host:port with a port 1..65535, several joined by ';' "
                 f"(set --broker or {ENV_BROKER})"
             )
 
 
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
+
+
 def validate_database_url(url: str) -> None:
-    """Refuse a database URL that asyncpg would not take for Postgres."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"database URL {url!r} must start with postgresql:// "
-                          f"(set --database-url or {ENV_DATABASE_URL})")
+    """Refuse a database URL that asyncpg would not take for Postgres, or would fail to parse.
+
+    The hosts part (`user:password@host:port,host2:port2`) is checked here, since asyncpg raises
+    a bare ValueError on a port that is not a number; messages never repeat the user or password.
+    """
+    where = f"(set --database-url or {ENV_DATABASE_URL})"
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"the database URL must start with postgresql:// {where}")
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    hosts = netloc.rpartition("@")[2]
+    if not hosts:
+        return  # no host: asyncpg's defaults (PGHOST, the local socket)
+    for spec in hosts.split(","):
+        if spec.startswith("["):
+            address, bracket, tail = spec[1:].partition("]")
+            if not bracket or (tail and not tail.startswith(":")):
+                raise ConfigError(f"the database URL's host {spec!r} is not [IPv6 address] or [IPv6 address]:port "
+                                  f"{where}")
+            try:
+                ipaddress.IPv6Address(address)
+            except ValueError:
+                raise ConfigError(f"the database URL's host {spec!r} is not an IPv6 address {where}") from None
+            port = tail[1:] if tail else None
+        else:
+            host, colon, port_text = spec.rpartition(":")
+            if not colon:
+                host, port_text = spec, ""
+            if not host:
+                raise ConfigError(f"the database URL has an empty host in {hosts!r} {where}")
+            port = port_text if colon else None
+        if port is not None and not _is_port(port):
+            raise ConfigError(f"the database URL's port {port!r} (of {spec!r}) is not a number 1..65535 {where}")
+
+
+def is_loopback(host: str) -> bool:
+    """`host` names this machine only: localhost, 127.0.0.0/8 or ::1."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_web_host(host: str) -> None:
+    """An IP address (no brackets) or a host name, for the web server to bind."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if not HOST_NAME.match(host):
+        raise ConfigError(f"--web-host {host!r} is neither an IP address (IPv6 without brackets) nor a host name "
+                          f"(set --web-host or {ENV_WEB_HOST})")
+
+
+def validate_web_token(token: str) -> None:
+    """A token long enough not to be guessed, in characters a header and a URL carry as they are.
+
+    The token itself never appears in a message."""
+    if len(token) < MIN_WEB_TOKEN or not WEB_TOKEN.match(token):
+        raise ConfigError(
+            f"{ENV_WEB_TOKEN} must be at least {MIN_WEB_TOKEN} characters of letters, digits and . _ ~ + / = - "
+            f"(it is {len(token)} characters long); make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
+def load_web_token(env: Mapping[str, str] | None = None) -> str | None:
+    """CRMBONUS_WEB_TOKEN, or None when unset or empty (checked by the settings it goes into)."""
+    env = os.environ if env is None else env
+    return env.get(ENV_WEB_TOKEN) or None
 
 
 def bootstrap_servers(broker: str) -> list[str]:

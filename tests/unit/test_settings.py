@@ -14,9 +14,13 @@ from stream.settings import (
     Settings,
     Topics,
     bootstrap_servers,
+    is_loopback,
     load_kafka_security,
     load_settings,
+    load_web_token,
     validate_broker,
+    validate_database_url,
+    validate_web_token,
 )
 
 
@@ -178,3 +182,66 @@ def test_topics_are_created_on_the_embedded_broker_and_only_when_asked_on_a_conf
     assert embedded.creates_topics and embedded.topic_replicas == 1
     with pytest.raises(ConfigError, match="--replication-factor 0"):
         load_settings(broker="kafka://a:1", replication_factor=0)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://localhost/db", "postgres://u:p@h:5432/db", "postgresql://u:p%40ss@h1:5432,h2:5433/db",
+    "postgresql://[::1]:5432/db", "postgresql://[::1]/db", "postgresql:///db?host=/run/postgresql",
+    "postgresql://", "postgresql://u:pa:ss@h/db?sslmode=require",
+])
+def test_database_urls_asyncpg_takes_are_accepted(url: str) -> None:
+    validate_database_url(url)
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://h:abc/db", "port 'abc' (of 'h:abc') is not a number 1..65535"),
+    ("postgresql://h:0/db", "port '0'"),
+    ("postgresql://h:65536/db", "port '65536'"),
+    ("postgresql://h:\uff15\uff14\uff13\uff12/db", "port '\uff15"),  # fullwidth digits: int() takes them
+    ("postgresql://a:1,b:/db", "port '' (of 'b:')"),
+    ("postgresql://u:secret@:5432/db", "empty host"),
+    ("postgresql://[::1/db", "is not [IPv6 address]"),
+    ("postgresql://[::1]x/db", "is not [IPv6 address]"),
+    ("postgresql://[::1]:x/db", "port 'x'"),
+    ("postgresql://[1.2.3.4]/db", "is not an IPv6 address"),
+    ("mysql://u:secret@h/db", "must start with postgresql://"),
+    ("postgresql:/h/db", "must start with postgresql://"),
+])
+def test_bad_database_urls_are_refused_without_their_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="--database-url or CRMBONUS_DATABASE_URL") as refused:
+        validate_database_url(url)
+    assert message in str(refused.value) and "secret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("localhost", True), ("LOCALHOST.", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.1", False), ("worker", False), ("localhost.example", False),
+])
+def test_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+    Settings(web_host=host, web_insecure=True)  # a valid host either way
+
+
+def test_the_web_server_binds_loopback_unless_told_and_told_with_a_token() -> None:
+    assert (Settings().web_host, Settings().web_token, Settings().web_insecure) == ("127.0.0.1", None, False)
+    with pytest.raises(ConfigError, match=r"--web-host 0\.0\.0\.0 is not a loopback address"):
+        Settings(web_host="0.0.0.0")
+    Settings(web_host="0.0.0.0", web_enabled=False)  # `replay` serves nothing
+    Settings(web_host="0.0.0.0", web_insecure=True)
+    token = "k" * 32
+    tokened = Settings(web_host="0.0.0.0", web_token=token)
+    assert token not in repr(tokened) and token not in str(tokened.environment())
+    assert tokened.environment()["CRMBONUS_WEB_HOST"] == "0.0.0.0"  # to `--workers` children; the token
+    assert tokened.resolved("kafka://h:1", "postgresql://h/db").web_token == token  # is inherited as read
+
+
+@pytest.mark.parametrize("token", ["", "short", "x" * 15, *("x" * 20 + bad for bad in (" ", "é", "\n", '"', "%"))])
+def test_weak_or_unsendable_tokens_are_refused_without_showing_them(token: str) -> None:
+    with pytest.raises(ConfigError, match="CRMBONUS_WEB_TOKEN must be at least 16 characters") as refused:
+        validate_web_token(token)
+    assert token[:5] not in str(refused.value) or not token
+
+
+def test_an_empty_token_variable_is_no_token() -> None:
+    assert load_web_token({"CRMBONUS_WEB_TOKEN": ""}) is None
+    assert load_web_token({"CRMBONUS_WEB_TOKEN": "t" * 16}) == "t" * 16
