@@ -1,4 +1,10 @@
-"""What payroll and the floor read: the payroll file of a settled period and the leaderboard."""
+"""What payroll and the floor read: the payroll file of a settled period and the leaderboard.
+
+Zero rows (SPEC section 14): a `bonus_running` row whose every numeric column is zero may be
+there or not, depending on history (a person whose credits all went away keeps one). Every
+reader here leaves such rows out (`NONZERO_ROW`), and `settle` does not copy them, so no
+output depends on whether one is there.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,26 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
 
 from schemas.events import ROLES
-from stream.bonus import RUNNING_COLUMNS
+from stream.bonus import RUNNING_COLUMNS, RunningRow
 from stream.errors import CrmbonusError
+from stream.periods import period_of
+from stream.plan import Plan
 
 MONEY_COLUMNS = ("cross_sell_amount", "cross_sell_bonus", "appointment_bonus", "prior_adjustments", "total_bonus")
 #: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): these first characters.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: The numeric columns of a `bonus_running` row (counts and money): the text ones are the key and role.
+#: A numeric column added to `RunningRow` joins them; one that is not a figure (a plan version) must not.
+NUMERIC_COLUMNS = tuple(f.name for f in fields(RunningRow) if f.type in ("int", "Decimal"))
+#: SQL: the row (of bonus_running or bonus_settled, unqualified) has a numeric column that is not zero.
+NONZERO_ROW = "(" + " OR ".join(f"{name} <> 0" for name in NUMERIC_COLUMNS) + ")"
 
 
 def csv_cell(value: object) -> object:
@@ -76,7 +90,8 @@ async def payroll_file(conn: asyncpg.Connection, period: str) -> PayrollFile:
             f"Run `crmbonus settle --period {period}` first."
         )
     rows = await conn.fetch(
-        f"SELECT {', '.join(RUNNING_COLUMNS)} FROM bonus_settled WHERE period = $1 ORDER BY person_id", period
+        f"SELECT {', '.join(RUNNING_COLUMNS)} FROM bonus_settled WHERE period = $1 AND {NONZERO_ROW}"
+        " ORDER BY person_id", period
     )
     return PayrollFile(period, str(closed["settlement_id"]), closed["settled_at"].isoformat(),
                        [dict(row) for row in rows])
@@ -95,8 +110,20 @@ class Standing:
 
 
 async def periods(conn: asyncpg.Connection) -> list[str]:
-    """The periods with bonus rows, latest first: the default of every leaderboard."""
-    return [row["period"] for row in await conn.fetch("SELECT DISTINCT period FROM bonus_running ORDER BY 1 DESC")]
+    """The periods with bonus rows (zero rows aside), latest first."""
+    return [row["period"] for row in await conn.fetch(
+        f"SELECT DISTINCT period FROM bonus_running WHERE {NONZERO_ROW} ORDER BY 1 DESC")]
+
+
+def current_period(plan: Plan, now: datetime | None = None) -> str:
+    """This month in the plan's time zone."""
+    return period_of(now or datetime.now(UTC), plan)
+
+
+def default_period(periods: list[str], current: str) -> str | None:
+    """The default of every leaderboard (SPEC section 16): the latest of `periods` (latest first)
+    that is not after `current`; None when there is none (rows only in future months)."""
+    return next((period for period in periods if period <= current), None)
 
 
 async def leaderboard(
@@ -106,10 +133,10 @@ async def leaderboard(
     if role is not None and role not in ROLES:
         raise CrmbonusError(f"role {role!r} must be one of {', '.join(ROLES)}")
     rows: Sequence[asyncpg.Record] = await conn.fetch(
-        """
+        f"""
         SELECT rank() OVER (ORDER BY total_bonus DESC, cross_sell_amount DESC) AS rank, person_id, role,
                cross_sell_count, cross_sell_amount, appointments_held, appointments_converted, total_bonus
-        FROM bonus_running WHERE period = $1 AND ($2::text IS NULL OR role = $2)
+        FROM bonus_running WHERE period = $1 AND ($2::text IS NULL OR role = $2) AND {NONZERO_ROW}
         ORDER BY total_bonus DESC, cross_sell_amount DESC, person_id
         LIMIT $3
         """,

@@ -26,6 +26,7 @@ import asyncpg
 from schemas.events import FIELD_REP
 from stream.bonus import EARNED_COLUMNS, PersonKey, earned, paid
 from stream.periods import adjustment_target, check_period
+from stream.reports import NONZERO_ROW
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +65,13 @@ async def settle(conn: asyncpg.Connection, period: str) -> Settlement:
             "INSERT INTO periods_closed (period, settlement_id, settled_at) VALUES ($1, $2, now()) RETURNING *",
             period, uuid.uuid4(),
         )
-        await conn.execute(
-            """
+        await conn.execute(  # zero rows are not copied (SPEC section 14: stream/reports.py)
+            f"""
             INSERT INTO bonus_settled
             SELECT $2, $3, period, person_id, role, cross_sell_count, cross_sell_amount, appointments_held,
                    appointments_converted, cross_sell_bonus, appointment_bonus, prior_adjustments,
                    total_bonus, updated_at
-            FROM bonus_running WHERE period = $1
+            FROM bonus_running WHERE period = $1 AND {NONZERO_ROW}
             """,
             period, closed["settlement_id"], closed["settled_at"],
         )
