@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 from faust.types.auth import CredentialsT
+from faust.web.base import BlueprintManager
 from mode import Service
 
 from agents.crm import CrmConsumer
@@ -57,9 +58,15 @@ def build_app(settings: Resolved, plan: Plan) -> tuple[faust.App, Runtime]:
 
     Faust's data directory goes under the data directory, made here (parents too): a worker
     runs from any working directory (SPEC section 11), and Faust would only make its last part.
+
+    The web server (SPEC section 16) binds `settings.web_host` (loopback by default) and serves
+    stream/web.py's pages only: Faust's own (/router, /table, /graph, /stats, /assignment,
+    /performance, and / itself) are never mounted, and stream/web.py's middleware answers
+    404 to any other path and 401 to a page asked for without the token.
     """
     datadir = (settings.data_dir / "faust").resolve()
     datadir.mkdir(parents=True, exist_ok=True)
+    exposure = web.Exposure(settings.web_token)
     app = faust.App(
         settings.group_id,
         broker=settings.broker,
@@ -71,7 +78,16 @@ def build_app(settings: Resolved, plan: Plan) -> tuple[faust.App, Runtime]:
         datadir=str(datadir),
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
-        web_host="0.0.0.0",
+        web_bind=settings.web_host,  # what the server listens on (Faust's default: every interface)
+        web_host=settings.web_host,  # only Faust's idea of its own URL
+        # Faust's built-in views, each off by its setting; the blueprints are dropped below as well,
+        # since the production index ("/") has no setting.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": [exposure.middleware]},
         producer_acks=-1,
     )
     # Faust runs the web server, the timers and the producer; the CRM topics are read by
@@ -84,7 +100,8 @@ def build_app(settings: Resolved, plan: Plan) -> tuple[faust.App, Runtime]:
     dead_letters = app.topic(settings.topics.dead_letters, key_type=bytes, value_type=bytes)
     consumer = CrmConsumer(runtime, dead_letters, loop=app.loop, beacon=app.beacon)
     app.add_dependency(consumer)  # after Postgres: stopped (its batch committed) before the pool closes
-    web.register(app, runtime)
+    app.web.blueprints = BlueprintManager()  # no built-in Faust view at all (docstring)
+    web.register(app, runtime, exposure)
 
     @app.timer(5.0)
     async def lag() -> None:
