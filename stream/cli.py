@@ -7,6 +7,8 @@ import contextlib
 import functools
 import logging
 import os
+import re
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,15 +16,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from stream import db, embedded
 from stream.errors import CrmbonusError
 from stream.kafka import ensure_topics, ensure_topics_of
 from stream.kafka import publish as publish_messages
-from stream.plan import load_plan
+from stream.plan import Plan, load_plan
 from stream.publishing import read_lines, refusals, to_outgoing
 from stream.settings import (
     DEFAULT_PARTITIONS,
@@ -37,10 +41,14 @@ from stream.settings import (
     ENV_KAFKA_SSL_CERTFILE,
     ENV_KAFKA_SSL_KEYFILE,
     ENV_PLAN,
+    ENV_WEB_HOST,
+    ENV_WEB_TOKEN,
     KafkaSecurity,
     Settings,
+    is_loopback,
     load_kafka_security,
     load_settings,
+    load_web_token,
     topic_replicas,
 )
 
@@ -50,8 +58,31 @@ if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run 
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
+# Ids, paths and messages come from data and from users: no console ever reads them as rich markup
+# (`[link=...]`, `[/bold]`) or emoji codes (`:smile:`); what is styled is styled through `Text`.
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+out = Console(markup=False, emoji=False, highlight=False)
+
+#: What a terminal would act on rather than show: C0/C1 controls (ESC starts colour, title, clipboard
+#: and hyperlink sequences), DEL, and the invisible or reordering format characters (bidi overrides).
+UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def shown(value: object, *, lines: bool = False) -> Text:
+    """`value` as literal text for the terminal: never markup, and every control character spelled
+    out (`\\x1b`), so data can neither style nor move nor rewrite what is around it. `lines`: keep
+    newlines (a message of several lines)."""
+
+    def spell(match: re.Match[str]) -> str:
+        char = match.group()
+        return char if lines and char == "\n" else char.encode("unicode_escape").decode("ascii")
+
+    return Text(UNSHOWABLE.sub(spell, str(value)))
+
+
+def note(message: object) -> None:
+    """A line for the user on standard error, shown literally."""
+    err.print(shown(message, lines=True))
 
 
 class Crmbonus(click.Group):
@@ -61,7 +92,7 @@ class Crmbonus(click.Group):
         try:
             return super().invoke(ctx)
         except CrmbonusError as error:
-            err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            err.print(Text.assemble(("error:", "bold red"), " ", shown(error, lines=True)))
             sys.exit(2)
 
 
@@ -88,18 +119,34 @@ def service_options(command: F) -> F:
 
     Each reads its CRMBONUS_* variable when the flag is not given: flag > environment > default.
     """
+    return _service_options(command, plan_unused=None)
 
+
+def service_options_without_plan(why: str) -> Callable[[F], F]:
+    """`service_options` for a command that no bonus plan changes: `--plan` on its command line is
+    refused, saying `why`; CRMBONUS_PLAN, the deployment's setting for every command, is ignored."""
+    return lambda command: _service_options(command, plan_unused=why)
+
+
+def _service_options(command: F, plan_unused: str | None) -> F:
     @functools.wraps(command)
     def with_kafka(*args: Any, **kwargs: Any) -> Any:
+        if plan_unused is not None and kwargs["plan"] is not None:
+            ctx = click.get_current_context()
+            if ctx.get_parameter_source("plan") is ParameterSource.COMMANDLINE:
+                raise CrmbonusError(f"--plan: `crmbonus {ctx.info_name}` uses no bonus plan ({plan_unused}); "
+                                    "leave --plan out")
+            kwargs["plan"] = None
         return command(*args, kafka=kafka_security(kwargs), **kwargs)
 
+    plan_help = ("Bonus plan TOML (default: deploy/plans/default.toml)." if plan_unused is None else
+                 f"Not used by this command ({plan_unused}): refused as a flag; {ENV_PLAN} is ignored.")
     options = [
         click.option("--broker", metavar="URL", envvar=ENV_BROKER, show_envvar=True,
                      help="kafka://host:port, several joined by ';' (default: an embedded broker)."),
         click.option("--database-url", metavar="URL", envvar=ENV_DATABASE_URL, show_envvar=True,
                      help="postgresql:// URL (default: an embedded Postgres under ./.crmbonus/)."),
-        click.option("--plan", metavar="PATH", envvar=ENV_PLAN, show_envvar=True,
-                     help="Bonus plan TOML (default: deploy/plans/default.toml)."),
+        click.option("--plan", metavar="PATH", envvar=ENV_PLAN, show_envvar=True, help=plan_help),
         *(click.option(flag, metavar="PATH" if "ssl" in flag else "NAME", envvar=env, show_envvar=True, help=text)
           for flag, env, _, text in KAFKA_FLAGS),
     ]
@@ -130,11 +177,61 @@ def topic_options(command: F) -> F:
     return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
 
 
+def web_options(command: F) -> F:
+    """--web-port, --web-host and --web-insecure: for the commands that serve HTTP (SPEC section 16)."""
+    options = [
+        click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True,
+                     help="Port of the HTTP server (/metrics, /health, /leaderboard, /api/leaderboard)."),
+        click.option("--web-host", metavar="ADDRESS", envvar=ENV_WEB_HOST, show_envvar=True, default="127.0.0.1",
+                     show_default=True,
+                     help="Interface the HTTP server binds; 0.0.0.0 for every one. Any address but loopback "
+                          f"needs {ENV_WEB_TOKEN} (every page but /health and /metrics then asks for it) "
+                          "or --web-insecure."),
+        click.option("--web-insecure", is_flag=True,
+                     help=f"Serve a non-loopback --web-host without {ENV_WEB_TOKEN}: everyone who can reach it "
+                          "reads everyone's pay."),
+    ]
+    return functools.reduce(lambda cmd, option: option(cmd), reversed(options), command)
+
+
 def settings_from(broker: str | None, database_url: str | None, plan: str | None,
                   kafka: KafkaSecurity | None = None, **extra: Any) -> Settings:
     if kafka is not None:
         extra["kafka"] = kafka
     return load_settings(broker=broker, database_url=database_url, plan=plan, **extra)
+
+
+def web_settings(web_port: int, web_host: str, web_insecure: bool, serve: bool = True) -> dict[str, Any]:
+    """The HTTP settings of a serving command; the token only from its variable, never a flag."""
+    return {"web_port": web_port, "web_host": web_host.strip(), "web_insecure": web_insecure,
+            "web_token": load_web_token(), "web_enabled": serve}
+
+
+def check_web_bind(host: str, ports: range) -> None:
+    """Refuse at start-up, in one line, an HTTP address the server could not listen on (taken, not
+    this machine's, a name that does not resolve), rather than a traceback from inside Faust.
+
+    Binds as asyncio's server will (every address `host` resolves to, SO_REUSEADDR) and lets go."""
+    for port in ports:
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            for family, kind, proto, _, address in addresses:
+                with socket.socket(family, kind, proto) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(address)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise CrmbonusError(f"cannot serve HTTP on {where}: {reason} (check --web-host and --web-port)") from error
+
+
+def bonus_plan(settings: Settings) -> Plan:
+    """The plan of `settings` (--plan or CRMBONUS_PLAN, else the shipped one), checked."""
+    path = settings.plan_path
+    if path is not None and Path(path).is_dir():
+        raise CrmbonusError(f"plan {path} is a directory: plan versions in a directory (SPEC section 12) are not "
+                            f"supported yet; give one TOML file (--plan or {ENV_PLAN})")
+    return load_plan(path)
 
 
 def topic_settings(create_topics: bool, partitions: int, replication_factor: int | None) -> dict[str, Any]:
@@ -156,15 +253,14 @@ def main(verbose: int) -> None:
 @main.command()
 @service_options
 @topic_options
-@click.option("--web-port", default=6066, show_default=True,
-              help="Port of the worker's HTTP server (worker i of --workers serves on this + i).")
+@web_options
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes in the consumer group: one per core uses them all; a topic's "
-                   "partitions are the most that share its load.")
+                   "partitions are the most that share its load. Worker i serves HTTP on --web-port + i.")
 @click.pass_context
 def worker(ctx: click.Context, broker: str | None, database_url: str | None, plan: str | None,
            kafka: KafkaSecurity, create_topics: bool, partitions: int, replication_factor: int | None,
-           web_port: int, workers: int) -> None:
+           web_port: int, web_host: str, web_insecure: bool, workers: int) -> None:
     """Run the Faust worker: consume the CRM topics and keep the bonus tables current.
 
     Stops cleanly on SIGTERM or Ctrl-C: the batch in hand is committed first. With
@@ -174,25 +270,30 @@ def worker(ctx: click.Context, broker: str | None, database_url: str | None, pla
     """
     from stream.runner import run_worker, supervise
 
-    settings = settings_from(broker, database_url, plan, kafka, web_port=web_port,
+    if web_port + workers - 1 > 65535:
+        raise CrmbonusError(f"--web-port {web_port} with --workers {workers}: worker i serves on --web-port + i, "
+                            "and the last would be beyond port 65535")
+    settings = settings_from(broker, database_url, plan, kafka, **web_settings(web_port, web_host, web_insecure),
                              **topic_settings(create_topics, partitions, replication_factor))
-    bonus_plan = load_plan(settings.plan_path)
+    the_plan = bonus_plan(settings)
+    check_web_bind(settings.web_host, range(web_port, web_port + workers))
     with embedded.services(settings) as resolved:
         asyncio.run(ensure_topics_of(resolved))
-        err.print(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}"
-                  + (f" ({kafka.describe()})" if kafka.configured else "")
-                  + (f" ({workers} processes, HTTP on ports {web_port}-{web_port + workers - 1})"
-                     if workers > 1 else ""))
+        note(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}"
+             + (f" ({kafka.describe()})" if kafka.configured else "")
+             + (f", HTTP at {settings.web_url}" if workers == 1 else
+                f" ({workers} processes, HTTP on {settings.web_host} ports {web_port}-{web_port + workers - 1})")
+             + ("" if settings.web_token or is_loopback(settings.web_host) else " without a token (--web-insecure)"))
         verbose = logging.getLogger().level <= logging.INFO
         if workers == 1:
-            run_worker(resolved, bonus_plan, loglevel="info" if verbose else "warn")
+            run_worker(resolved, the_plan, loglevel="info" if verbose else "warn")
             return
         # Every setting reaches the children through their environment, none on their command
         # line (a database URL may hold a password; ps shows command lines to every user). With
         # no broker or database configured, the children find the embedded ones this process
         # started (announced under the data directory): the same services and group timing.
         parent = ctx.find_root().params
-        flags = [*(["-v"] * parent["verbose"]), "worker",
+        flags = [*(["-v"] * parent["verbose"]), "worker", *(["--web-insecure"] if web_insecure else []),
                  *(["--create-topics", "--partitions", str(partitions)] if create_topics else []),
                  *(["--replication-factor", str(replication_factor)]
                    if create_topics and replication_factor is not None else [])]
@@ -214,7 +315,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 @main.command()
-@service_options
+@service_options_without_plan("it publishes the lines as they are; the worker applies the plan")
 @topic_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--check", is_flag=True, help="Validate every line first; publish nothing if any is invalid.")
@@ -235,7 +336,7 @@ def publish(broker: str | None, database_url: str | None, plan: str | None, kafk
         problems = list(refusals(lines))
         if problems:
             for problem in problems:
-                err.print(problem, highlight=False, soft_wrap=True)
+                note(problem)
             raise CrmbonusError(f"{len(problems)} of {len(lines)} lines are invalid; nothing was published")
     target = settings.broker or embedded.running_broker(settings.data_dir)
     if target is None:
@@ -257,7 +358,7 @@ def publish(broker: str | None, database_url: str | None, plan: str | None, kafk
                                    security=settings.kafka)
 
         asyncio.run(run())
-    err.print(f"published {len(outgoing)} lines to {target}")
+    note(f"published {len(outgoing)} lines to {target}")
 
 
 @main.command()
@@ -276,10 +377,10 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, kafka
 
     settings = settings_from(broker, database_url, plan, kafka,
                              **topic_settings(create_topics, partitions, replication_factor))
-    bonus_plan = load_plan(settings.plan_path)
+    the_plan = bonus_plan(settings)
     with replay_bars() as (_, bars):
-        report = run_replay(settings, bonus_plan, files, bars)
-    err.print(
+        report = run_replay(settings, the_plan, files, bars)
+    note(
         f"replayed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
         f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters"
     )
@@ -317,25 +418,24 @@ def settle(broker: str | None, database_url: str | None, plan: str | None, kafka
 
     check_period(period)
     settings = settings_from(broker, database_url, plan, kafka)
-    bonus_plan = load_plan(settings.plan_path)
+    the_plan = bonus_plan(settings)
 
     async def work(conn: asyncpg.Connection) -> Settlement:
         async with conn.transaction():  # a migration may ask for it: never settle stale rows
-            await rebuild_if_pending(conn, bonus_plan)
+            await rebuild_if_pending(conn, the_plan)
         return await close_period(conn, period)
 
     result = with_database(settings, work)
     when = result.settled_at.isoformat(timespec="seconds")
     if result.already_closed:
-        err.print(f"period {period} is already closed (settlement {result.settlement_id} at {when}); "
-                  "nothing changed")
+        note(f"period {period} is already closed (settlement {result.settlement_id} at {when}); nothing changed")
     else:
-        err.print(f"settled {period}: {result.rows} rows, total_bonus {result.total_bonus} "
-                  f"(settlement {result.settlement_id} at {when})")
+        note(f"settled {period}: {result.rows} rows, total_bonus {result.total_bonus} "
+             f"(settlement {result.settlement_id} at {when})")
 
 
 @main.command()
-@service_options
+@service_options_without_plan("the payroll file is bonus_settled as it was settled, which no plan changes")
 @click.option("--period", required=True, metavar="YYYY-MM", help="A settled month.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not to standard output.")
@@ -347,48 +447,67 @@ def export(broker: str | None, database_url: str | None, plan: str | None, kafka
 
     check_period(period)
     settings = settings_from(broker, database_url, plan, kafka)
+    if output is not None and not Path(output).parent.is_dir():  # before any database work
+        raise CrmbonusError(f"--output {output}: no directory {Path(output).parent}")
     payroll = with_database(settings, lambda conn: payroll_file(conn, period))
     text = payroll.to_csv() if fmt == "csv" else payroll.to_json()
     if output is None:
         click.echo(text, nl=False)
     else:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text)
+        except OSError as error:
+            raise CrmbonusError(f"--output {output}: cannot write it: {error.strerror or error}") from error
     totals = payroll.totals()
-    err.print(f"{period}: {len(payroll.rows)} people, total_bonus {totals['total_bonus']}"
-              + (f", written to {output}" if output else ""))
+    note(f"{period}: {len(payroll.rows)} people, total_bonus {totals['total_bonus']}"
+         + (f", written to {output}" if output else ""))
 
 
 @main.command()
 @service_options
-@click.option("--period", metavar="YYYY-MM", help="Default: the latest period with bonus rows.")
+@click.option("--period", metavar="YYYY-MM",
+              help="Default: the latest period with bonus rows that is not after this month (plan time zone).")
 @click.option("--role", type=click.Choice(["telemarketer", "field_rep"]), help="Default: everyone.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Rows to show.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Rows to show.")
 def leaderboard(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
                 period: str | None, role: str | None, limit: int) -> None:
-    """The leaderboard in the terminal: rank, person, role, cross-sells, amount, appointments, bonus."""
+    """The leaderboard in the terminal: rank, person, role, cross-sells, amount, appointments, bonus.
+
+    The plan (--plan) gives the time zone that says which month is the current one.
+    """
+    from stream.periods import check_period
+    from stream.reports import current_period, default_period, periods
     from stream.reports import leaderboard as standings
-    from stream.reports import periods
+
+    if period is not None:
+        check_period(period)
+    settings = settings_from(broker, database_url, plan, kafka)
+    this_month = current_period(bonus_plan(settings))
 
     async def work(conn: asyncpg.Connection) -> tuple[str | None, list[Any]]:
-        chosen = period or next(iter(await periods(conn)), None)
+        chosen = period or default_period(await periods(conn), this_month)
         return chosen, ([] if chosen is None else await standings(conn, chosen, role, limit))
 
-    chosen, rows = with_database(settings_from(broker, database_url, plan, kafka), work)
+    chosen, rows = with_database(settings, work)
     if chosen is None:
-        err.print("no bonus rows yet: process some events first (crmbonus replay FILE)")
+        note(f"no bonus rows up to {this_month} yet: process some events first (crmbonus replay FILE)")
+        return
+    if not rows:
+        note(f"no bonus rows in {chosen}" + (f" for {role}s" if role else ""))
         return
     out.print(leaderboard_table(chosen, role, rows))
 
 
 def leaderboard_table(period: str, role: str | None, rows: list[Any]) -> Table:
-    table = Table(title=f"Leaderboard {period}" + (f" — {role}" if role else ""), title_justify="left")
+    """The ranked rows; every cell from data goes in as literal `Text` (`shown`)."""
+    table = Table(title=shown(f"Leaderboard {period}" + (f" — {role}" if role else "")), title_justify="left")
     for name, justify in (("#", "right"), ("person", "left"), ("role", "left"), ("cross-sells", "right"),
                           ("amount", "right"), ("held", "right"), ("conv.", "right"), ("bonus", "right")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(str(row.rank), row.person_id, row.role, str(row.cross_sell_count),
-                      f"{row.cross_sell_amount:,.2f}", str(row.appointments_held),
-                      str(row.appointments_converted), f"{row.total_bonus:,.2f}")
+        table.add_row(*(shown(cell) for cell in (
+            row.rank, row.person_id, row.role, row.cross_sell_count, f"{row.cross_sell_amount:,.2f}",
+            row.appointments_held, row.appointments_converted, f"{row.total_bonus:,.2f}")))
     return table
 
 
@@ -396,13 +515,14 @@ def leaderboard_table(period: str, role: str | None, rows: list[Any]) -> Table:
 @service_options
 @topic_options
 @click.option("--month", metavar="YYYY-MM", help="Month to generate and settle. Default: last month.")
-@click.option("--customers", default=3000, show_default=True, help="Customers in the generated month.")
+@click.option("--customers", type=click.IntRange(min=0), default=3000, show_default=True,
+              help="Customers in the generated month.")
 @click.option("--seed", default=2026, show_default=True, help="Same seed, same month.")
 @click.option("--serve", is_flag=True, help="Keep the worker, /leaderboard and /metrics up afterwards.")
-@click.option("--web-port", default=6066, show_default=True, help="Port of the web page and metrics (--serve).")
+@web_options
 def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity,
          create_topics: bool, partitions: int, replication_factor: int | None, month: str | None, customers: int,
-         seed: int, serve: bool, web_port: int) -> None:
+         seed: int, serve: bool, web_port: int, web_host: str, web_insecure: bool) -> None:
     """The main job on the embedded default: a realistic month of CRM activity, end to end.
 
     Generates dozens of telemarketers and field reps and thousands of customers
@@ -415,30 +535,33 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: 
     from stream.periods import check_period
 
     chosen = check_period(month or previous_month())
-    settings = settings_from(broker, database_url, plan, kafka, web_port=web_port,
+    settings = settings_from(broker, database_url, plan, kafka, **web_settings(web_port, web_host, web_insecure, serve),
                              **topic_settings(create_topics, partitions, replication_factor))
-    bonus_plan = load_plan(settings.plan_path)
+    the_plan = bonus_plan(settings)
+    if serve:
+        check_web_bind(settings.web_host, range(web_port, web_port + 1))
     config = DemoConfig(seed=seed, month=chosen, customers=customers)
 
     def show(outcome: DemoOutcome) -> None:
         progress.stop()
         report = outcome.report
-        err.print(f"processed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
-                  f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters "
-                  f"(events in {outcome.events_file})")
+        note(f"processed {report.published} lines in {report.seconds:.1f}s: {report.stored} events stored, "
+             f"{report.duplicates} duplicates ignored, {report.dead_letters} dead letters "
+             f"(events in {outcome.events_file})")
         for role, rows in outcome.standings.items():
             out.print(leaderboard_table(chosen, role, rows))
         settled = outcome.settlement
-        err.print(("already settled" if settled.already_closed else "settled") + f" {chosen}: {settled.rows} "
-                  f"rows, settlement {settled.settlement_id}")
-        err.print(f"payroll file: {outcome.payroll_file.resolve()} (total_bonus {outcome.payroll_total})")
+        note(("already settled" if settled.already_closed else "settled") + f" {chosen}: {settled.rows} "
+             f"rows, settlement {settled.settlement_id}")
+        note(f"payroll file: {outcome.payroll_file.resolve()} (total_bonus {outcome.payroll_total})")
         if serve:
-            err.print(f"serving http://localhost:{web_port}/leaderboard, /metrics and /health "
-                      f"at {report.broker}; Ctrl-C stops")
+            note(f"serving {settings.web_url}/leaderboard, /api/leaderboard, /metrics and /health "
+                 + ("(the token: ?token=... or Authorization: Bearer) " if settings.web_token else "")
+                 + f"at {report.broker}; Ctrl-C stops")
 
     with replay_bars() as (progress, bars):
-        err.print(f"generating {chosen}: {customers} customers, seed {seed}")
-        run_demo(settings, bonus_plan, config, Path.cwd(), show, bars, serve=serve)
+        note(f"generating {chosen}: {customers} customers, seed {seed}")
+        run_demo(settings, the_plan, config, Path.cwd(), show, bars, serve=serve)
 
 
 def bars() -> Progress:

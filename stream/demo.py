@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stream import reports
 from stream.demo_data import DemoConfig, generate, write_jsonl
+from stream.errors import CrmbonusError
 from stream.plan import Plan
 from stream.replay import ReplayProgress, ReplayReport, process
 from stream.runtime import Runtime
@@ -50,9 +51,13 @@ def run_demo(
 ) -> None:
     """Run the demo; `show` gets the outcome once the month is processed and settled."""
     lines = generate(config)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     events_file = settings.data_dir / f"demo-{config.month}.jsonl"
-    write_jsonl(lines, events_file)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(lines, events_file)
+    except OSError as error:
+        raise CrmbonusError(f"cannot write the demo's events to {events_file}: {error.strerror or error} "
+                            "(the data directory, CRMBONUS_DATA_DIR)") from error
 
     async def close_month(runtime: Runtime, report: ReplayReport) -> None:
         assert runtime.pool is not None
@@ -61,8 +66,12 @@ def run_demo(
             settlement = await settle(conn, config.month)
             payroll = await reports.payroll_file(conn, config.month)
         payroll_path = payroll_dir / f"payroll-{config.month}.csv"
-        payroll_path.write_text(payroll.to_csv())
+        try:
+            payroll_path.write_text(payroll.to_csv())
+        except OSError as error:
+            raise CrmbonusError(f"cannot write the payroll file {payroll_path}: {error.strerror or error}; "
+                                "run the demo in a directory you may write to") from error
         show(DemoOutcome(events_file, report, standings, settlement, payroll_path,
                          str(payroll.totals()["total_bonus"])))
 
-    process(lines, settings, plan, progress, then=close_month, keep_serving=serve)
+    process(lines, settings, plan, progress, then=close_month, keep_serving=serve, command="demo")

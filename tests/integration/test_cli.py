@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -182,3 +183,42 @@ async def test_publish_puts_a_customer_where_kafkas_own_partitioner_would(tmp_pa
         if key is not None:
             assert partition == murmur(key, list(range(6)), list(range(6)))
     assert (topics.sales, zlib.crc32(b"not json") % 6, None) in found
+
+
+async def test_zero_rows_are_not_settled_exported_or_ranked(pg_url: str, tmp_path: Path) -> None:
+    """SPEC section 14: a bonus_running row of zeros may be there or not; no output depends on it.
+    `settle` does not copy it, `export` leaves out one an older settle copied, the API omits it."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        columns = ("period, person_id, role, cross_sell_count, cross_sell_amount, appointments_held, "
+                   "appointments_converted, cross_sell_bonus, appointment_bonus, prior_adjustments, total_bonus")
+        await conn.executemany(f"INSERT INTO bonus_running ({columns}) VALUES ($1, $2, 'field_rep', $3, $4, 0, 0,"
+                               " $5::numeric, 0, $6::numeric, $5::numeric + $6::numeric)",
+                               [("2026-10", "fr-1", 1, 100, 3, 0), ("2026-10", "fr-zero", 0, 0, 0, 0),
+                                ("2026-10", "fr-adjusted", 0, 0, 0, -2)])  # only an adjustment: not zero
+        # a month an older crmbonus settled, zero row included
+        settlement = await conn.fetchval("INSERT INTO periods_closed VALUES ('2026-09', gen_random_uuid(), now())"
+                                         " RETURNING settlement_id")
+        await conn.execute("INSERT INTO bonus_settled SELECT $1, now(), '2026-09', person, 'field_rep', 0, 0, 0, 0,"
+                           " 0, 0, 0, 0, now() FROM unnest(ARRAY['fr-zero', 'fr-other']) AS person", settlement)
+    finally:
+        await conn.close()
+    settled = crmbonus("settle", "--period", "2026-10", "--database-url", pg_url, data_dir=tmp_path)
+    assert "settled 2026-10: 2 rows, total_bonus 1.00" in settled.stderr
+    exported = crmbonus("export", "--period", "2026-10", "--database-url", pg_url, data_dir=tmp_path)
+    assert [line.split(",")[1] for line in exported.stdout.splitlines()[1:]] == ["fr-1", "fr-adjusted"]
+    older = crmbonus("export", "--period", "2026-09", "--format", "json", "--database-url", pg_url, data_dir=tmp_path)
+    assert json.loads(older.stdout)["rows"] == []
+    board = crmbonus("leaderboard", "--period", "2026-10", "--database-url", pg_url, data_dir=tmp_path,
+                     env={"COLUMNS": "200"})
+    assert "fr-1" in board.stdout and "fr-adjusted" in board.stdout and "fr-zero" not in board.stdout
+
+
+def test_demo_against_a_configured_broker_without_topics_names_its_own_create_topics(
+        pg_url: str, tmp_path: Path) -> None:
+    with embedded_broker(tmp_path / "external", fresh=True, announce=False) as broker:
+        done = crmbonus("demo", "--customers", "5", "--month", "2026-10", "--broker", broker, "--database-url",
+                        pg_url, data_dir=tmp_path, check=False)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2 and "crmbonus demo --create-topics" in said, said
+    assert "Traceback" not in done.stderr
