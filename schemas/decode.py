@@ -130,7 +130,7 @@ class StoredDecoder:
 
     def decode(self, raw: bytes) -> Event:
         event = _decoder.decode(raw)
-        if _SUBMICROSECOND.search(raw) is not None or b"\\" in raw:  # digits or an escape: look closer
+        if raw.find(b"\\") >= 0 or _SUBMICROSECOND.search(raw) is not None:  # an escape or 7 digits: look closer
             _truncate_stored_times(raw, event)
         return event
 
