@@ -28,6 +28,7 @@ import psutil
 from aiokafka import AIOKafkaProducer
 
 from benchmarks import pyspy
+from benchmarks.stack import BROKER_PIDS
 from stream import embedded
 from stream.kafka import ensure_topics, publish
 from stream.publishing import to_outgoing
@@ -151,7 +152,8 @@ def worker_process(settings: Resolved, index: int = 0) -> Iterator[WorkerProcess
             [sys.executable, "-m", "benchmarks.worker", "--broker", settings.broker,
              "--database-url", settings.database_url, "--topic-prefix", settings.topic_prefix,
              "--group-id", settings.group_id, "--web-port", str(settings.web_port),
-             "--data-dir", str(settings.data_dir), "--batch-max", str(settings.batch_max)],
+             "--data-dir", str(settings.data_dir), "--batch-max", str(settings.batch_max),
+             *([] if settings.broker_embedded else ["--configured-broker"])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     sampler = RssSampler(process.pid)
@@ -167,12 +169,18 @@ def worker_process(settings: Resolved, index: int = 0) -> Iterator[WorkerProcess
 # -- CPU of each part of the stack ---------------------------------------------------------
 
 def stack_processes(worker_pids: list[int], data_dir: Path, broker: str) -> dict[str, list[psutil.Process]]:
-    """The processes of each component: workers, Postgres (postmaster and backends), tansu, benchmark."""
+    """The processes of each component: workers, Postgres (postmaster and backends), the broker
+    (tansu, or Apache Kafka's JVM), benchmark."""
     parts: dict[str, list[psutil.Process]] = {"worker": [psutil.Process(pid) for pid in worker_pids],
                                               "benchmark": [psutil.Process()]}
     with contextlib.suppress(OSError, ValueError, psutil.Error):
         postmaster = psutil.Process(int((data_dir / "pg" / "postmaster.pid").read_text().split()[0]))
         parts["postgres"] = [postmaster, *postmaster.children(recursive=True)]
+    if broker in BROKER_PIDS:
+        name, pid = BROKER_PIDS[broker]
+        with contextlib.suppress(psutil.Error):
+            parts[name] = [psutil.Process(pid)]
+        return parts
     port = broker.rsplit(":", 1)[1]
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or ())

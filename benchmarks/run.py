@@ -1,17 +1,23 @@
-"""`python -m benchmarks.run`: the table of issue 6, measured in one run on the embedded stack.
+"""`python -m benchmarks.run`: the table of issue 6, measured in one run on the embedded stack,
+raw consume, end to end and the burst on a real Apache Kafka broker beside it.
 
-    python -m benchmarks.run                  # default sizes, about 2.5 minutes on 2 cores
-    python -m benchmarks.run --smoke          # every measurement tiny, for CI (< 2 minutes)
+    python -m benchmarks.run                  # default sizes, about 4 minutes on 2 cores
+    python -m benchmarks.run --smoke          # every measurement tiny, for CI (about 1.5 minutes)
     python -m benchmarks.run --json out.json  # also write every figure as JSON
+    python -m benchmarks.run --brokers tansu  # the compared rows on tansu only (no Apache Kafka started)
 
 Every measurement runs on a database and topic prefix of its own, on one embedded
-tansu broker and one embedded Postgres started under a temporary directory. Figures
-are printed, never asserted: a slow machine still exits 0.
+tansu broker and one embedded Postgres started under a temporary directory. Raw
+consume, end to end and the burst run on every broker of --brokers: tansu, and an
+Apache Kafka broker (tests/apache_kafka.py) started once for the run, on the same
+Postgres; without Java those rows say why they were skipped. Figures are printed,
+never asserted: a slow machine still exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -28,11 +34,15 @@ from typing import Any, Protocol, TypeVar
 
 from benchmarks import data, faust_ceiling, live, raw, replayed
 from benchmarks.report import Results, render
-from benchmarks.stack import embedded_stack
+from benchmarks.stack import Broker, Stack, apache_kafka, embedded_stack, kafka_label, tansu
 from stream.plan import load_plan
+from stream.settings import Resolved
 
 MEASUREMENTS = ("e2e", "single", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency")
 HISTORY_LENGTHS = (10, 100, 1000)
+#: The measurements made on every broker of --brokers; every other one runs on tansu only.
+COMPARED = ("consume", "e2e", "burst")
+BROKERS = ("tansu", "kafka")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +78,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
     parser.add_argument("--smoke", action="store_true", help="every measurement tiny; for CI, asserts nothing")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
+    parser.add_argument("--brokers", default=",".join(BROKERS),
+                        help=f"comma-separated brokers of {', '.join(COMPARED)} (default {','.join(BROKERS)}; "
+                             "kafka: an Apache Kafka broker started for the run, skipped without Java); "
+                             "the other measurements run on tansu")
     parser.add_argument("--py-spy", type=Path, metavar="PATH",
                         help="sample the burst's worker with py-spy into PATH (raw stacks) and summarise it")
     parser.add_argument("--data-dir", type=Path, help="keep the stack's data and logs here (default: a temp dir)")
@@ -92,63 +106,158 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := only - set(MEASUREMENTS):
         print(f"unknown measurement(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
+    asked = set(args.brokers.split(","))
+    if asked - set(BROKERS) or not asked:
+        print(f"--brokers {args.brokers}: a comma-separated subset of {','.join(BROKERS)}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     results = Results(meta=machine(sizes, smoke=args.smoke))
     plan = load_plan(None)
     started = time.monotonic()
 
-    def step(name: str, work: Callable[[], Any]) -> None:
+    def note(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def keep(name: str, figures: dict[str, Any], broker: Broker | None) -> None:
+        """Record a figure with the broker it was measured on (None: none, a raw COPY)."""
+        results.figures[name] = {"broker": broker.label if broker else None, **figures}
+
+    def step(name: str, work: Callable[[Stack], Any], broker: Broker | None) -> None:
+        """Measure `name` (if --only has it) on `broker`'s stack; a broker that could not start: skipped."""
         if name.split("-")[0] not in only:
             return
-        print(f"[{time.monotonic() - started:6.1f}s] {name} ...", file=sys.stderr, flush=True)
-        results.figures[name] = work().as_dict()
+        if broker is not None and broker.stack is None:
+            keep(name, {"skipped": broker.skipped}, broker)
+            return
+        note(f"{name} ...")
+        keep(name, work(broker.stack if broker is not None and broker.stack else stack).as_dict(), broker)
 
     events = data.demo_events(sizes.events)
-    with embedded_stack(args.data_dir) as stack:
-        e2e_settings = stack.fresh("e2e")
+    with embedded_stack(args.data_dir) as stack, contextlib.ExitStack() as opened:
+        home = tansu(stack)  # the rows measured on tansu only, whatever --brokers says
+        compared: list[Broker] = []  # the brokers of raw consume, end to end and the burst
+        for key in BROKERS:
+            if key not in asked or not only & set(COMPARED):
+                continue
+            if key == "tansu":
+                compared.append(home)
+                continue
+            note(f"starting {kafka_label()} (once, excluded from the figures) ...")
+            kafka = opened.enter_context(apache_kafka(stack))
+            if kafka.stack is None:
+                note(f"{kafka.label}: skipped: {kafka.skipped}")
+            else:
+                note(f"{kafka.label}: answered in {kafka.startup_s:.1f} s; warming it up (excluded) ...")
+                kafka.warm_up_s = warm_up(kafka.stack, events)
+            compared.append(kafka)
+        results.meta["brokers"] = {broker.key: broker.as_dict() for broker in compared}
         copy_settings = stack.fresh("copy")
-        rows = raw.copy_records(events, e2e_settings.topics)
-
-        def e2e_run(run: int) -> live.BurstMeasure:
-            return live.burst(e2e_settings if run == 0 else stack.fresh(f"e2e-{run}"), events, sizes.workers)
+        rows = raw.copy_records(events, copy_settings.topics)  # the topic column: names alike on every broker
+        published: dict[str, Resolved] = {}  # per broker, the first e2e run's settings: raw consume reads them
 
         def copy_run(_run: int) -> raw.RawMeasure:
-            return raw.run_copy(copy_settings.database_url, rows, e2e_settings.batch_max, True)
+            return raw.run_copy(copy_settings.database_url, rows, copy_settings.batch_max, True)
 
-        if {"e2e", "copy"} <= only:
-            print(f"[{time.monotonic() - started:6.1f}s] e2e and copy, in turn ...", file=sys.stderr, flush=True)
-            e2e, copy, ratios = paired_runs(sizes.repeats, e2e_run, copy_run)
-            results.figures["e2e"], results.figures["copy"] = e2e.as_dict(), copy.as_dict()
-            results.figures["e2e-copy"] = {"ratio": statistics.median(ratios), "ratios": ratios}
-        else:
-            step("e2e", lambda: median_run(sizes.repeats, e2e_run))
-            step("copy", lambda: median_run(sizes.repeats, copy_run))
-        step("single", lambda: live.burst(stack.fresh("single"), events, 1))
-        if "e2e" not in only and only & {"consume", "faust"}:  # the raw readers read what e2e published
-            raw.run_publish(e2e_settings, events)
-        step("consume", lambda: raw.run_consume(stack.broker, e2e_settings.topics.inputs, len(events)))
-        step("faust", lambda: faust_ceiling.measure(stack.broker, list(e2e_settings.topics.inputs), len(events)))
-        step("copy-bare", lambda: raw.run_copy(copy_settings.database_url, rows, e2e_settings.batch_max, False))
-        naive = stack.fresh("naive", batch_max=1)
-        step("naive", lambda: live.burst(naive, events[:sizes.naive_events]))
-        for length in HISTORY_LENGTHS:
-            step(f"history-{length}", functools.partial(
-                live.burst, stack.fresh(f"history{length}"),
-                data.history_events(max(sizes.history_events, length), length), sizes.workers))
-        burst_events = data.demo_events(sizes.burst_events)
-        step("burst", lambda: live.burst(stack.fresh("burst"), burst_events, sizes.workers, py_spy=args.py_spy))
+        paired = False  # a raw COPY run beside end to end on some broker
+        for broker in compared:
+            suffix = broker.suffix
+            if broker.stack is None:
+                step("e2e" + suffix, _unused, broker)
+                if {"e2e", "copy"} <= only:
+                    keep("e2e-copy" + suffix, {"skipped": broker.skipped}, broker)
+                continue
+            if "e2e" not in only:
+                continue
+            e2e_run = functools.partial(_e2e_run, broker.stack, events, sizes.workers, published, broker.key)
+            if "copy" in only:
+                note(f"e2e{suffix} and copy, in turn ...")
+                e2e, copy, ratios = paired_runs(sizes.repeats, e2e_run, copy_run)
+                keep("e2e" + suffix, e2e.as_dict(), broker)
+                keep("copy" + suffix, {**copy.as_dict(), "paired_with": "e2e" + suffix}, None)
+                keep("e2e-copy" + suffix, {"ratio": statistics.median(ratios), "ratios": ratios}, broker)
+                paired = True
+            else:
+                step("e2e" + suffix, functools.partial(_median_run, sizes.repeats, e2e_run), broker)
+        if not paired:  # COPY alone, once
+            step("copy", functools.partial(_median_run, sizes.repeats, copy_run), None)
+        step("single", lambda on: live.burst(on.fresh("single"), events, 1), home)
+        for broker in compared:
+            step("consume" + broker.suffix, functools.partial(_consume, events, published, broker.key), broker)
+        step("faust", lambda on: faust_ceiling.measure(
+            on.broker, list(_published(on, events, published, "tansu").topics.inputs), len(events)), home)
+        step("copy-bare", lambda _stack: raw.run_copy(copy_settings.database_url, rows, copy_settings.batch_max,
+                                                      False), None)
+        step("naive", lambda on: live.burst(on.fresh("naive", batch_max=1), events[:sizes.naive_events]), home)
+        for length in HISTORY_LENGTHS if "history" in only else ():
+            history = data.history_events(max(sizes.history_events, length), length)
+            step(f"history-{length}", functools.partial(_burst, f"history{length}", history, sizes.workers), home)
+        burst_events = data.demo_events(sizes.burst_events) if "burst" in only else []
+        for broker in compared:
+            py_spy = args.py_spy if broker is home else None  # --py-spy samples tansu's burst
+            step("burst" + broker.suffix, functools.partial(_burst, "burst", burst_events, sizes.workers,
+                                                            py_spy=py_spy), broker)
+        if any(broker.stack is not None for broker in compared if broker is not home):
+            note("stopping Apache Kafka (its rows are done) ...")
+        opened.close()  # the rows below are tansu's: no idle JVM beside them
         steady_events = data.demo_events(int(sizes.latency_rate * sizes.latency_seconds), month="2026-10")
-        step("latency", lambda: live.steady(stack.fresh("latency"), steady_events, sizes.latency_rate,
-                                            sizes.workers))
+        step("latency", lambda on: live.steady(on.fresh("latency"), steady_events, sizes.latency_rate,
+                                               sizes.workers), home)
         # last: it runs the worker inside this process, which then keeps the worker's
         # collector settings (stream/memory.py); the steps above publish from a plain process
-        step("replay", lambda: replayed.measure(events, stack.fresh("replay"), plan))
+        step("replay", lambda on: replayed.measure(events, on.fresh("replay"), plan), home)
     results.meta["seconds"] = round(time.monotonic() - started, 1)
     render(results)
     if args.json:
         args.json.write_text(json.dumps(dataclasses.asdict(results), indent=2, default=str) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def warm_up(on: Stack, events: list[bytes]) -> float:
+    """Publish the end-to-end events once and read them back, untimed: a production broker is a
+    long-running JVM, this one was just launched (its JIT compiles the request paths under load),
+    and a partition's first produce requests wait for it to load. The seconds it took."""
+    began = time.monotonic()
+    settings = on.fresh("warm-up")
+    raw.run_publish(settings, events)
+    raw.run_consume(on.broker, list(settings.topics.inputs), len(events), settings.partitions)
+    return time.monotonic() - began
+
+
+def _unused(_stack: Stack) -> Any:
+    raise AssertionError("a skipped step is never measured")
+
+
+def _median_run(repeats: int, measure: Callable[[int], R], _on: Stack) -> R:
+    return median_run(repeats, measure)
+
+
+def _burst(name: str, lines: list[bytes], workers: int, on: Stack, py_spy: Path | None = None
+           ) -> live.BurstMeasure:
+    return live.burst(on.fresh(name), lines, workers, py_spy=py_spy)
+
+
+def _e2e_run(on: Stack, events: list[bytes], workers: int, published: dict[str, Resolved], key: str,
+             run: int) -> live.BurstMeasure:
+    """One end-to-end run on fresh workers, topics and database; the first one's are kept for raw consume."""
+    settings = on.fresh("e2e" if run == 0 else f"e2e-{run}")
+    if run == 0:
+        published[key] = settings
+    return live.burst(settings, events, workers)
+
+
+def _published(on: Stack, events: list[bytes], published: dict[str, Resolved], key: str) -> Resolved:
+    """The settings of topics holding `events` on this broker: the first e2e run's, or published now
+    as `crmbonus publish` does (when --only leaves end to end out)."""
+    if key not in published:
+        published[key] = on.fresh("e2e")
+        raw.run_publish(published[key], events)
+    return published[key]
+
+
+def _consume(events: list[bytes], published: dict[str, Resolved], key: str, on: Stack) -> raw.RawMeasure:
+    settings = _published(on, events, published, key)
+    return raw.run_consume(on.broker, list(settings.topics.inputs), len(events), settings.partitions)
 
 
 class Rated(Protocol):
