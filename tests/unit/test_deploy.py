@@ -36,6 +36,7 @@ from stream import settings as settings_module
 from stream.errors import CrmbonusError
 from stream.metrics import NAMES, Metrics
 from stream.plan import DEFAULT_PLAN_PATH, load_plan
+from stream.reports import NONZERO_ROW
 from stream.settings import Settings, bootstrap_servers, validate_broker
 from tests.apache_kafka import KAFKA_VERSION
 
@@ -166,7 +167,8 @@ def test_compose_named_volumes_are_declared_and_used() -> None:
 def test_worker_environment_names_are_the_settings_constants() -> None:
     expected = {settings_module.ENV_BROKER, settings_module.ENV_DATABASE_URL, settings_module.ENV_PLAN,
                 settings_module.ENV_KAFKA_SECURITY_PROTOCOL, settings_module.ENV_KAFKA_SASL_MECHANISM,
-                settings_module.ENV_KAFKA_SASL_USERNAME, settings_module.ENV_KAFKA_SASL_PASSWORD}
+                settings_module.ENV_KAFKA_SASL_USERNAME, settings_module.ENV_KAFKA_SASL_PASSWORD,
+                settings_module.ENV_WEB_HOST, settings_module.ENV_WEB_TOKEN}
     crmbonus_vars = {key for key in environment("worker") if key.startswith("CRMBONUS_")}
     assert crmbonus_vars == expected
 
@@ -201,6 +203,14 @@ def test_worker_plan_path_is_the_shipped_plan_mounted_read_only() -> None:
     assert mounted[plan_path] == DEFAULT_PLAN_PATH  # bind_mounts resolves the deploy/ symlink
     assert f"./deploy/plans/default.toml:{plan_path}:ro" in service("worker")["volumes"]
     assert load_plan(mounted[plan_path]).version  # a plan the worker would accept at start-up
+
+
+def test_worker_listens_on_its_network_only_with_a_token() -> None:
+    """SPEC section 16: a non-loopback bind needs CRMBONUS_WEB_TOKEN, a secret from .env."""
+    env = environment("worker")
+    assert env[settings_module.ENV_WEB_HOST] == "0.0.0.0"
+    assert re.fullmatch(r"\$\{CRMBONUS_WEB_TOKEN:\?[^}]+\}", env[settings_module.ENV_WEB_TOKEN])
+    assert "--web-insecure" not in " ".join(service("worker").get("command", []))
 
 
 def test_worker_serves_on_the_settings_web_port() -> None:
@@ -574,7 +584,8 @@ def test_leaderboard_variables_and_panels() -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert set(variables) == {"period", "role"}
     assert variables["period"]["type"] == "query"
-    assert variables["period"]["query"] == "SELECT DISTINCT period FROM bonus_running ORDER BY 1 DESC"
+    periods = f"SELECT DISTINCT period FROM bonus_running WHERE {NONZERO_ROW} ORDER BY 1 DESC"
+    assert variables["period"]["query"] == periods
     role = variables["role"]
     assert role["type"] == "custom"
     assert [o.strip() for o in role["query"].split(",")] == ["telemarketer", "field_rep"]
@@ -588,6 +599,8 @@ def test_leaderboard_variables_and_panels() -> None:
             sql = target["rawSql"]
             assert "bonus_running" in sql
             assert "${period:sqlstring}" in sql and "${role:sqlstring}" in sql, panel["title"]
+            if "ORDER BY" in sql:  # a list of people: zero rows left out, as every reader does (SPEC 14)
+                assert NONZERO_ROW in sql, panel["title"]
 
 
 # --- security: secrets, binds, images, the reader role, Kafka SASL ------------------------------
@@ -655,7 +668,7 @@ def test_every_variable_compose_reads_is_required_and_listed_in_env_example() ->
     assert references, "compose reads no variable: where do the secrets come from?"
     names = {required_variable(reference) for reference in references}
     assert names == {"CRMBONUS_POSTGRES_PASSWORD", "CRMBONUS_GRAFANA_DB_PASSWORD", "CRMBONUS_GRAFANA_ADMIN_PASSWORD",
-                     "CRMBONUS_KAFKA_SASL_PASSWORD", "CRMBONUS_KAFKA_BROKER_PASSWORD"}
+                     "CRMBONUS_KAFKA_SASL_PASSWORD", "CRMBONUS_KAFKA_BROKER_PASSWORD", "CRMBONUS_WEB_TOKEN"}
     example = env_example()
     assert set(example) == names
     assert all(value == "" for value in example.values()), "a value in .env.example would be everyone's password"
@@ -674,9 +687,10 @@ def test_every_secret_comes_from_the_environment_and_none_is_written() -> None:
             for match in [*JAAS_SECRET_RE.finditer(text), *URL_PASSWORD_RE.finditer(text)]:
                 assert is_secret_reference(match.group("value"), name), f"{path}: a secret written in {text!r}"
                 checked += 1
-    # the five passwords, wherever they go: postgres 2, kafka 6 (JAAS 4, its environment, the
-    # healthcheck), the worker 2 (Kafka, the database URL), grafana 2; a new one is counted here
-    assert checked == 12, checked
+    # the five passwords and the web token, wherever they go: postgres 2, kafka 6 (JAAS 4, its
+    # environment, the healthcheck), the worker 3 (Kafka, the database URL, the web token),
+    # grafana 2; a new one is counted here
+    assert checked == 13, checked
 
 
 def test_no_secret_is_written_in_the_provisioning_or_init_files() -> None:
