@@ -73,6 +73,7 @@ class BatchConsumer:
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             fetch_max_bytes=FETCH_MAX_BYTES,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
             **client_options(settings.kafka),
         )
         kafka.subscribe(list(settings.topics.inputs), listener=_Rebalance(runtime, idle))

@@ -23,6 +23,10 @@ ENV_DATABASE_URL = "CRMBONUS_DATABASE_URL"
 ENV_PLAN = "CRMBONUS_PLAN"
 ENV_TOPIC_PREFIX = "CRMBONUS_TOPIC_PREFIX"
 ENV_DATA_DIR = "CRMBONUS_DATA_DIR"
+#: How long one batch may take (Postgres away and retried included) before Kafka gives the
+#: worker's partitions to another member; the worker rejoins once the batch is committed.
+ENV_MAX_POLL_INTERVAL_MS = "CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS"
+DEFAULT_MAX_POLL_INTERVAL_MS = 300_000  # Kafka's own default
 #: HTTP exposure (SPEC section 16): the interface the worker's web server binds, and the token its
 #: pages and API need (a secret: a variable, never a flag).
 ENV_WEB_HOST = "CRMBONUS_WEB_HOST"
@@ -211,6 +215,8 @@ class _Common:
     #: Larger batches recompute a customer once for more of its events (2,000 -> 5,000: +30%).
     batch_max: int = 5_000
     batch_within: float = 0.2
+    #: CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS: the longest a batch may take before the group moves on.
+    max_poll_interval_ms: int = DEFAULT_MAX_POLL_INTERVAL_MS
     topics: Topics = field(init=False)
 
     def __post_init__(self) -> None:
@@ -222,6 +228,8 @@ class _Common:
                               "broker's default.replication.factor")
         if not 1 <= self.web_port <= 65535:
             raise ConfigError(f"--web-port {self.web_port}: a TCP port is 1..65535")
+        if self.max_poll_interval_ms < 1000:
+            raise ConfigError(f"{ENV_MAX_POLL_INTERVAL_MS}={self.max_poll_interval_ms}: at least 1000 (ms)")
         validate_web_host(self.web_host)
         if self.web_token is not None:
             validate_web_token(self.web_token)
@@ -273,6 +281,7 @@ class Settings(_Common):
             ENV_TOPIC_PREFIX: self.topic_prefix,
             ENV_DATA_DIR: str(self.data_dir),
             ENV_WEB_HOST: self.web_host,
+            ENV_MAX_POLL_INTERVAL_MS: str(self.max_poll_interval_ms),
             **self.kafka.environment(),
         }
 
@@ -470,6 +479,8 @@ def load_settings(
     the overrides.
     """
     env = os.environ
+    overrides.setdefault("max_poll_interval_ms",
+                         _milliseconds(env, ENV_MAX_POLL_INTERVAL_MS, DEFAULT_MAX_POLL_INTERVAL_MS))
     return Settings(
         broker=broker or None,
         database_url=database_url or None,
@@ -478,3 +489,14 @@ def load_settings(
         data_dir=Path(env.get(ENV_DATA_DIR, DEFAULT_DATA_DIR)),
         **overrides,  # type: ignore[arg-type]
     )
+
+
+def _milliseconds(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number of milliseconds from the environment, or a message naming the variable."""
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: a whole number of milliseconds, e.g. {default}") from None

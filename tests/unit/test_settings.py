@@ -245,3 +245,17 @@ def test_weak_or_unsendable_tokens_are_refused_without_showing_them(token: str) 
 def test_an_empty_token_variable_is_no_token() -> None:
     assert load_web_token({"CRMBONUS_WEB_TOKEN": ""}) is None
     assert load_web_token({"CRMBONUS_WEB_TOKEN": "t" * 16}) == "t" * 16
+
+
+def test_max_poll_interval_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS", "4000")
+    settings = load_settings()
+    assert settings.max_poll_interval_ms == 4000
+    assert settings.environment()["CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS"] == "4000"  # the children get it too
+
+
+@pytest.mark.parametrize("value,message", [("soon", "a whole number of milliseconds"), ("10", "at least 1000")])
+def test_bad_max_poll_interval_is_refused(monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
+    monkeypatch.setenv("CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS", value)
+    with pytest.raises(ConfigError, match=f"CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS.*{message}"):
+        load_settings()
