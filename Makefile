@@ -43,7 +43,7 @@ unit: setup ## the unit tests only (seconds)
 wheel-test: setup ## build the wheel, install it (not editable) in a fresh venv, replay the worked example from an empty dir (~30 s)
 	PYTHON=$(PY) tests/packaging/check_wheel.sh
 
-bench: setup ## the throughput/latency/RSS benchmark of issue 6 (~2.5 min), prints the table
+bench: setup ## the throughput/latency/RSS benchmark on tansu and Apache Kafka (~4 min), prints the table
 	$(PY) -m benchmarks.run
 
 bench-smoke: setup ## every benchmark measurement, tiny (CI; figures printed, nothing asserted)
