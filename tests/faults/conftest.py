@@ -98,13 +98,26 @@ def broker_label(request: pytest.FixtureRequest) -> str:
     return KafkaBroker.label if kind == KAFKA else TansuBroker.label
 
 
+SKIPPED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if report.when == "call" and report.skipped:
+        item.stash[SKIPPED] = True
+    return report
+
+
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
+    """A row of the table for this test (none if it is skipped, e.g. on a broker that cannot do it)."""
     row = Figures(scenario=request.node.originalname.removeprefix("test_"), broker=broker_label(request))
     started = time.monotonic()
     yield row
     row.seconds = round(time.monotonic() - started, 1)
-    RESULTS.append(row)
+    if not request.node.stash.get(SKIPPED, False):
+        RESULTS.append(row)
 
 
 @pytest.fixture(scope="session", autouse=True)
