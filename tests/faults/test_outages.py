@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stream import db
 from stream.demo_data import DemoConfig, generate
+from stream.settings import bootstrap_servers
+from tests.conftest import KAFKA
 from tests.faults.conftest import (
     Broker,
     Expected,
@@ -115,6 +118,61 @@ async def test_postgres_stopped_and_started_under_a_running_worker(
     figures.faults = f"Postgres stopped {outage:.0f}s under a running worker ({retries:.0f} batch retries)"
     figures.record(len(lines), verdict, expected)
     figures.notes = f"/health reasons while down: {sorted(set(reasons))}"
+
+
+#: The longest a batch may take before Kafka moves the worker's partitions, set low for the test.
+MAX_POLL_INTERVAL_MS = 3000
+
+
+async def test_postgres_away_longer_than_max_poll_interval_the_worker_rejoins(
+    own_postgres: OwnPostgres, broker: Broker, workers: StartWorker,
+    new_database: Callable[[], Awaitable[str]], tmp_path: Path, figures: Figures,
+) -> None:
+    """Postgres away for several times CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS: the worker's batch in
+    hand retries while the group drops it; once Postgres is back the batch commits, the worker
+    rejoins and reads on; nothing lost, nothing doubled."""
+    url = own_postgres.url
+    lines = generate(DemoConfig(customers=700, seed=606))
+    half = len(lines) // 2
+    expected = Expected(lines)
+    worker = workers(url, "poll-outage", env={"CRMBONUS_KAFKA_MAX_POLL_INTERVAL_MS": str(MAX_POLL_INTERVAL_MS)})
+    await worker.wait_healthy()
+    ends = await broker.publish(lines[:half])
+    await wait_caught_up(url, ends, 60, worker)
+
+    await asyncio.to_thread(own_postgres.stop)
+    down_at = time.monotonic()
+    ends = await broker.publish(lines[half:])  # read while Postgres is away: that batch cannot commit
+    await wait_for(lambda: _retrying(worker), 20, "a batch retried while Postgres is down", worker)
+    while time.monotonic() - down_at < 3 * MAX_POLL_INTERVAL_MS / 1000:  # the group gives up on the worker
+        assert worker.alive(), worker.log()
+        await asyncio.sleep(0.5)
+    if broker.kind == KAFKA:  # tansu keeps counting a member that left (its DescribeGroups answer)
+        assert await group_members(broker.url, "crmbonus") == 0, "the group still counts the stalled worker"
+    await asyncio.to_thread(own_postgres.start)
+    outage = time.monotonic() - down_at
+
+    await wait_caught_up(url, ends, 90, worker)
+    await worker.wait_healthy(60)  # back in the group, partitions assigned, consuming
+    assert worker.alive(), worker.log()
+    verdict = await check_against_oracle(url, expected)
+    assert verdict.dead_letters == expected.dead_letters
+    await check_against_clean_replay(url, lines, await new_database(), tmp_path)
+    figures.faults = (f"Postgres stopped {outage:.0f}s, {outage * 1000 / MAX_POLL_INTERVAL_MS:.1f} x "
+                      f"max_poll_interval ({MAX_POLL_INTERVAL_MS} ms): the group drops the worker, it rejoins")
+    figures.record(len(lines), verdict, expected)
+
+
+async def group_members(url: str, group: str) -> int:
+    """How many members the broker counts in `group` (DescribeGroups)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(url), request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), 15)
+        [response] = await asyncio.wait_for(admin.describe_consumer_groups([group]), 15)
+        # each group: (error_code, group_id, state, protocol_type, protocol, members, ...)
+        return sum(len(found[5]) for found in response.groups)
+    finally:
+        await admin.close()
 
 
 async def _retrying(worker: Worker, reasons: list[str] | None = None) -> bool:

@@ -493,12 +493,12 @@ class Worker:
     """A real `crmbonus worker` process (python -m stream worker), its log in the data dir."""
 
     def __init__(self, data_dir: Path, database_url: str, name: str, broker: Broker | None = None,
-                 extra: Sequence[str] = ()) -> None:
+                 extra: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.port = embedded.free_port()
         self.log_path = data_dir / f"worker-{name}.log"
         flags = broker.worker_flags() if broker is not None else []
-        env = command_env(data_dir, broker.env() if broker is not None else None)
+        env = command_env(data_dir, {**(broker.env() if broker is not None else {}), **(env or {})})
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stream", "worker", *flags, "--database-url", database_url,
@@ -576,7 +576,7 @@ class Worker:
 
 
 #: The `workers` fixture: start `crmbonus worker` on (database URL, name), on the test's latest broker.
-StartWorker = Callable[[str, str], Worker]
+StartWorker = Callable[..., Worker]  # (database_url, name, env=None) -> Worker
 
 
 @pytest.fixture
@@ -585,10 +585,10 @@ def workers(tmp_path: Path, brokers: Brokers) -> Iterator[StartWorker]:
     started (on tansu with none started, the worker starts an embedded one); every one is stopped after."""
     started: list[Worker] = []
 
-    def start(database_url: str, name: str) -> Worker:
+    def start(database_url: str, name: str, env: Mapping[str, str] | None = None) -> Worker:
         if brokers.current is None and brokers.kind == KAFKA:
             raise AssertionError("start a broker (the `broker` fixture) before a worker on Apache Kafka")
-        worker = Worker(tmp_path, database_url, name, brokers.current)
+        worker = Worker(tmp_path, database_url, name, brokers.current, env=env)
         started.append(worker)
         return worker
 
