@@ -370,8 +370,10 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, kafka
     """Publish FILES in order to a fresh embedded broker (or --broker), process them, exit 0.
 
     Exits 0 only once every published event is committed to Postgres: stored,
-    dead-lettered or recognised as a duplicate. Safe to run twice: nothing doubles.
-    On a configured broker the topics must exist, unless --create-topics.
+    dead-lettered or recognised as a duplicate. Safe to run twice: no event, credit or
+    bonus doubles. On a configured broker the topics must exist, unless --create-topics;
+    there a second run publishes the lines again, so its invalid lines are new messages
+    and are dead-lettered again (the embedded broker starts empty each time, so they are not).
     """
     from stream.replay import replay as run_replay
 
