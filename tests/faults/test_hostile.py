@@ -77,6 +77,17 @@ def hostile_lines(valid: list[bytes], count: int, seed: int) -> list[bytes]:
         lambda n: json.dumps([ev(n)]).encode(),
         lambda n: b'{"event_id": "h-' + str(n).encode() + b'", "event_type": "callback"',  # truncated
         lambda n: json.dumps({**rng.choice(events), "customer_id": None}).encode(),  # wrong type
+        # SPEC section 10's poison: times beyond the bounds, fractions finer than a microsecond (valid,
+        # truncated: stored in November), money spelled loosely, repeated keys, a sale worth 10 million
+        lambda n: json.dumps(ev(n, occurred_at=rng.choice([
+            "0001-01-01T00:00:00+01:00", "1969-12-31T23:59:59Z", "2200-01-01T00:00:00Z", "2026-11-14T10:00:60Z",
+            "2026-11-14T10:00:00+24:00", "2026-11-30T23:59:59.9999999Z"]))).encode(),
+        lambda n: json.dumps(sale(n, rng.choice(["\uff11\uff12\uff13", "1_000", " 5 ", "+5", "-0", "1e2"]))).encode(),
+        lambda n: json.dumps(ev(n)).encode().replace(b'{"event_id"', b'{"outcome": "offer_made", "event_id"', 1)
+        .replace(b'"outcome": "declined"', b'"outcome": "declined", "outcome": "no_answer"'),
+        lambda n: json.dumps(sale(n, "9999999.99")).encode().replace(
+            b'"lines": [', b'"lines": [{"line_id": "b", "sku": "y", "category": "tv", "quantity": 2, '
+                           b'"unit_price": "9999999"}, '),
     ]
     out: list[bytes] = []
     for n in range(count):
