@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 import faust
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: On shutdown, how long a batch in flight may take to commit before it is left uncommitted.
 SHUTDOWN_GRACE_S = 5.0
+#: On shutdown, how long the Kafka commit of the last batch's offsets may take (best effort).
+OFFSETS_GRACE_S = 2.0
 
 
 class CrmConsumer(Service):
@@ -81,10 +83,29 @@ class CrmConsumer(Service):
             # still has its grace period; either way they must be on the topic before it exits.
             await forward(self.dead_letters, result.new_dead_letters)
             self.runtime.batch_done(result, batch)
-            await consumer.commit(result.next_offsets)
+            stopping |= await finish_even_if_stopped(consumer.commit(result.next_offsets), OFFSETS_GRACE_S)
             return_free_memory()
             if stopping:
                 raise asyncio.CancelledError
+
+
+async def finish_even_if_stopped(work: Awaitable[None], grace: float) -> bool:
+    """Await `work`; if the worker is stopped meanwhile, give it `grace` seconds to finish first.
+
+    Returns whether the worker is stopping. `batch_done` can end a `replay`, whose SIGTERM then
+    arrives during the offsets' commit: left running, that commit met the broker already
+    stopped and aiokafka printed its failure as an unretrieved task's traceback.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+        return False
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+        return True
 
 
 async def commit_even_if_stopped(pipeline: Pipeline, batch: Sequence[Message]) -> tuple[BatchResult, bool]:
