@@ -123,8 +123,10 @@ def service_options(command: F) -> F:
 
 
 def service_options_without_plan(why: str) -> Callable[[F], F]:
-    """`service_options` for a command that no bonus plan changes: `--plan` on its command line is
-    refused, saying `why`; CRMBONUS_PLAN, the deployment's setting for every command, is ignored."""
+    """`service_options` for a command that no bonus plan changes. SPEC section 8: every command
+    accepts `--plan`; here a plan given on the command line is read and validated, so a wrong
+    one is still an error, and then not used (`why`); CRMBONUS_PLAN, the deployment's setting
+    for every command, is ignored."""
     return lambda command: _service_options(command, plan_unused=why)
 
 
@@ -134,13 +136,12 @@ def _service_options(command: F, plan_unused: str | None) -> F:
         if plan_unused is not None and kwargs["plan"] is not None:
             ctx = click.get_current_context()
             if ctx.get_parameter_source("plan") is ParameterSource.COMMANDLINE:
-                raise CrmbonusError(f"--plan: `crmbonus {ctx.info_name}` uses no bonus plan ({plan_unused}); "
-                                    "leave --plan out")
+                plan_at(kwargs["plan"])  # a wrong plan is an error even where none is used
             kwargs["plan"] = None
         return command(*args, kafka=kafka_security(kwargs), **kwargs)
 
     plan_help = ("Bonus plan TOML (default: deploy/plans/default.toml)." if plan_unused is None else
-                 f"Not used by this command ({plan_unused}): refused as a flag; {ENV_PLAN} is ignored.")
+                 f"Checked, then not used by this command ({plan_unused}); {ENV_PLAN} is ignored.")
     options = [
         click.option("--broker", metavar="URL", envvar=ENV_BROKER, show_envvar=True,
                      help="kafka://host:port, several joined by ';' (default: an embedded broker)."),
@@ -227,7 +228,11 @@ def check_web_bind(host: str, ports: range) -> None:
 
 def bonus_plan(settings: Settings) -> Plan:
     """The plan of `settings` (--plan or CRMBONUS_PLAN, else the shipped one), checked."""
-    path = settings.plan_path
+    return plan_at(settings.plan_path)
+
+
+def plan_at(path: str | None) -> Plan:
+    """The plan file at `path` (None: the shipped one), read and validated."""
     if path is not None and Path(path).is_dir():
         raise CrmbonusError(f"plan {path} is a directory: plan versions in a directory (SPEC section 12) are not "
                             f"supported yet; give one TOML file (--plan or {ENV_PLAN})")

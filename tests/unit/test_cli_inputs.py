@@ -18,7 +18,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from stream import cli
+from stream.plan import DEFAULT_PLAN_PATH
 from stream.reports import Standing
+from tests.examples import ROOT
 
 HOSTILE = ("[link=https://x.example]a[/link]", "[/bold]", "[red]", ":smile:", "[bold red]x[/]")
 TOKEN_VARIABLES = ("CRMBONUS_WEB_TOKEN", "CRMBONUS_WEB_HOST")
@@ -104,8 +106,8 @@ CASES = [
     (["replay", "{events}", "--plan", "{under_a_file}"], {}, "cannot read the plan file: Not a directory"),
     (["worker", "--plan", "/nonexistent.toml"], {}, "cannot read the plan file: No such file or directory"),
     (["demo", "--plan", "{dir}"], {}, "is a directory"),
-    (["export", "--period", "2026-10", "--plan", "{plan}"], {}, "--plan: `crmbonus export` uses no bonus plan"),
-    (["publish", "{events}", "--plan", "{plan}"], {}, "--plan: `crmbonus publish` uses no bonus plan"),
+    (["export", "--period", "2026-10", "--plan", "/nonexistent.toml"], {}, "cannot read the plan file"),
+    (["publish", "{events}", "--plan", "{dir}"], {}, "is a directory"),
 ]
 
 
@@ -148,9 +150,20 @@ def test_the_plan_variable_is_no_error_for_a_command_that_uses_no_plan(monkeypat
 def test_help_says_which_commands_use_no_plan() -> None:
     for command in ("export", "publish"):
         text = " ".join(CliRunner().invoke(cli.main, [command, "--help"]).output.split())
-        assert "Not used by this command" in text and "CRMBONUS_PLAN is ignored" in text
+        assert "then not used by this command" in text and "CRMBONUS_PLAN is ignored" in text
     for command in ("worker", "replay", "settle", "leaderboard", "demo"):
-        assert "Not used by this command" not in CliRunner().invoke(cli.main, [command, "--help"]).output
+        assert "not used by this command" not in CliRunner().invoke(cli.main, [command, "--help"]).output
+
+
+def test_publish_accepts_a_valid_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC section 8: every command accepts --plan; where no plan is used it is checked, not refused:
+    publish gets past it to its own next question, the broker."""
+    monkeypatch.delenv("CRMBONUS_BROKER", raising=False)
+    monkeypatch.setenv("CRMBONUS_DATA_DIR", str(tmp_path))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes((ROOT / "tests" / "fixtures" / "examples" / "month.jsonl").read_bytes())
+    result = CliRunner().invoke(cli.main, ["publish", str(events), "--plan", str(DEFAULT_PLAN_PATH)])
+    assert result.exit_code == 2 and "no broker configured" in result.output, result.output
 
 
 def test_a_loopback_or_tokened_or_insecure_web_host_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
