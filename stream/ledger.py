@@ -19,7 +19,7 @@ import asyncpg
 
 from schemas.events import Event
 from stream import rules, settlement, store
-from stream.bonus import RUNNING_COLUMNS, PersonKey, Tally, add_tallies, running_row, tally
+from stream.bonus import NOTHING, RUNNING_COLUMNS, PersonKey, Tally, add_tallies, running_row, tally
 from stream.diff import diff_credits
 from stream.plan import Plan
 from stream.rules import Credit
@@ -164,6 +164,8 @@ async def recompute_customers(
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
     for credit, row_id in zip(added, await _insert_credits(conn, added), strict=True):
         change.staged[credit.customer_id].credits[credit] = row_id
+    # A credit replaced by an equal-weight one (another touch, the same amount) moves no total.
+    deltas = {key: delta for key, delta in deltas.items() if delta != NOTHING}
     await _apply_deltas(conn, deltas)
     change.inserted, change.retracted = len(added), len(removed)
     change.persons = set(deltas)
@@ -295,6 +297,8 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[Perso
     in the caller's transaction, under the exclusive settlement lock, so no batch and no
     settlement runs meanwhile and two workers starting at once rebuild once.
     """
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger_rebuilds)"):
+        return []  # the usual start: no lock taken, running workers' batches are not held up
     await settlement.take_settlement_lock(conn)
     reasons = [row["reason"] for row in await conn.fetch("SELECT reason FROM ledger_rebuilds")]
     if not reasons:

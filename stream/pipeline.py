@@ -79,6 +79,10 @@ class ErrorKind:
 ERROR_KINDS: tuple[ErrorKind, ...] = (
     ErrorKind("a data exception", "class 22", (asyncpg.DataError,), True),
     ErrorKind("the rules refused the data", "client", (RulesError,), True),
+    # asyncpg's own "invalid input for query argument" (a value it cannot encode, such as an int
+    # beyond int4), raised before Postgres sees it. Not a Postgres data exception, so SPEC section 10
+    # has it retried; named for what it is (it subclasses InterfaceError, hence before that entry).
+    ErrorKind("a value the driver cannot send", "client", (asyncpg.exceptions._base.DataError,), False),
     ErrorKind("a serialization failure", "40001", (asyncpg.SerializationError,), False),
     ErrorKind("a deadlock", "40P01", (asyncpg.DeadlockDetectedError,), False),
     ErrorKind("a unique violation (another worker raced this one)", "23505", (asyncpg.UniqueViolationError,), False),

@@ -105,16 +105,25 @@ async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKe
     return touched
 
 
+#: What SPEC section 7's arithmetic needs of one (closed period, person), in one round trip: the
+#: running row's earnings (and role), the settled row's, and the adjustments already settled.
+_CARRY_INPUTS = f"""
+SELECT r.role, r.period IS NOT NULL AS has_now, s.period IS NOT NULL AS has_settled,
+       {", ".join(f"r.{name} AS now_{name}, s.{name} AS settled_{name}" for name in EARNED_COLUMNS)},
+       (SELECT coalesce(sum(a.amount), 0) FROM bonus_adjustments a JOIN periods_closed c ON c.period = a.target_period
+        WHERE a.source_period = $1 AND a.person_id = $2) AS adjusted_before
+FROM (SELECT $1::text AS period, $2::text AS person_id) AS k
+LEFT JOIN bonus_running r ON r.period = k.period AND r.person_id = k.person_id
+LEFT JOIN bonus_settled s ON s.period = k.period AND s.person_id = k.person_id
+"""
+
+
 async def _carry(conn: asyncpg.Connection, source: str, person: str, target: str) -> None:
     """earned(source) - paid(source), as the open adjustment of `source` into `target`."""
-    earned_columns = ", ".join(EARNED_COLUMNS)
-    now = await conn.fetchrow(f"SELECT role, {earned_columns} FROM bonus_running WHERE period = $1 AND person_id = $2",
-                              source, person)
-    settled = await conn.fetchrow(f"SELECT {earned_columns} FROM bonus_settled WHERE period = $1 AND person_id = $2",
-                                  source, person)
-    adjusted_before = await conn.fetchval(
-        "SELECT coalesce(sum(a.amount), 0) FROM bonus_adjustments a JOIN periods_closed c ON c.period = a.target_period"
-        " WHERE a.source_period = $1 AND a.person_id = $2", source, person)
+    row = await conn.fetchrow(_CARRY_INPUTS, source, person)
+    now = {name: row[f"now_{name}"] for name in EARNED_COLUMNS} if row["has_now"] else None
+    settled = {name: row[f"settled_{name}"] for name in EARNED_COLUMNS} if row["has_settled"] else None
+    adjusted_before = row["adjusted_before"]
     earned_now, paid_before = earned(now), paid(settled, adjusted_before)
     amount = earned_now - paid_before
     if amount == 0:
@@ -131,7 +140,7 @@ async def _carry(conn: asyncpg.Connection, source: str, person: str, target: str
             role = excluded.role, amount = excluded.amount, earned = excluded.earned,
             paid = excluded.paid, updated_at = now()
         """,
-        source, target, person, now["role"] if now else FIELD_REP, amount, earned_now, paid_before,
+        source, target, person, row["role"] or FIELD_REP, amount, earned_now, paid_before,
     )
 
 

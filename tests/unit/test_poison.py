@@ -89,6 +89,8 @@ CLASSES: list[Any] = [
                  id="08006-connection-failure"),
     pytest.param(asyncpg.InterfaceError("connection is closed"), None, False, "a lost connection",
                  id="client-connection-closed"),
+    pytest.param(asyncpg.exceptions._base.DataError("invalid input for query argument $1"), None, False,
+                 "a value the driver cannot send", id="client-DataError"),
     pytest.param(ConnectionResetError("reset by peer"), None, False, "a lost connection", id="client-reset"),
     pytest.param(OSError("network unreachable"), None, False, "a lost connection", id="client-OSError"),
     pytest.param(asyncio.TimeoutError(), None, False, "a timeout", id="client-timeout"),  # noqa: UP041
