@@ -305,7 +305,33 @@ class LeadHandoff(_Event, tag="lead_handoff", frozen=True):
         check_ids(self, self.event_id, self.customer_id, self.lead_id, self.telemarketer_id, self.field_rep_id)
 
 
-Event = Sale | Cancellation | Refund | Callback | LeadHandoff
+class Feedback(_Event, tag="feedback", frozen=True):
+    """A customer's rating of a person (SPEC section 13, topic `crm.quality`): KPI `rating`."""
+
+    person_id: Id
+    person_role: Role
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    sale_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        check_ids(self, self.event_id, self.customer_id, self.person_id, *(() if self.sale_id is None else (self.sale_id,)))
+
+
+class QualityReview(_Event, tag="quality_review", frozen=True):
+    """A review of whether a person followed the instructions (SPEC section 13): KPI `compliance`."""
+
+    person_id: Id
+    person_role: Role
+    passed: bool
+    score: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+
+    def __post_init__(self) -> None:
+        check_ids(self, self.event_id, self.customer_id, self.person_id)
+
+
+Event = Sale | Cancellation | Refund | Callback | LeadHandoff | Feedback | QualityReview
+#: The KPI events of SPEC section 13, on topic `crm.quality`.
+KpiEvent = Feedback | QualityReview
 Reversal = Cancellation | Refund
 
 #: event_type -> model, for every type SPEC section 3 knows.
@@ -315,6 +341,8 @@ EVENT_TYPES: dict[str, type[_Event]] = {
     "refund": Refund,
     "callback": Callback,
     "lead_handoff": LeadHandoff,
+    "feedback": Feedback,
+    "quality_review": QualityReview,
 }
 
 
