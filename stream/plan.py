@@ -1,10 +1,13 @@
-"""The bonus plan (SPEC §4): a TOML file loaded once into a frozen, validated `Plan`.
+"""The bonus plan (SPEC §4, §12, §13): a TOML file loaded once into a frozen, validated `Plan`.
 
 A plan decides pay, so a mistake in it must stop the worker at start-up with a message that
 names the key, never pay by a silent default. Hence:
 
-- every key of SPEC §4 is required, and a key SPEC §4 does not know is refused (a typo such
+- every key of SPEC §4 is required, and a key the SPEC does not know is refused (a typo such
   as ``clawback_day`` would otherwise be ignored);
+- the keys SPEC §12 and §13 added (``effective_from``, ``[cross_sell] min_amount``, ``[upsell]``,
+  ``[lead_sharing]``, ``[kpi]``) are optional, and their defaults are the version-1 plan: a plan
+  without them pays exactly what it paid before;
 - money, rates and the share are exact decimals, read from TOML strings or integers; a TOML
   float (``rate = 0.3``) is binary and inexact, so it is refused with a hint to quote it;
 - days and counts are non-negative TOML integers; a day is an exact 24-hour `timedelta`.
@@ -29,21 +32,28 @@ import typing
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Annotated, Any
 
 import msgspec
 
-from stream.errors import PlanError
+from schemas.events import ROLES
+from stream.errors import CrmbonusError, PlanError
 
 #: The shipped default plan: package data next to this module, so a plain wheel install has it too
 #: (`deploy/plans/default.toml` in the repository is a symlink to it).
 DEFAULT_PLAN_PATH: pathlib.Path = pathlib.Path(__file__).resolve().parent / "plans" / "default.toml"
+#: The default plan with every programme of SPEC §13 switched on (package data too), for the demo.
+DEMO_PLAN_PATH: pathlib.Path = DEFAULT_PLAN_PATH.with_name("demo.toml")
 
 #: SPEC §5.6: how the telemarketer share of a cross-sell line is attributed.
 ATTRIBUTION_MODELS = ("last_touch", "first_touch", "linear")
+
+#: SPEC §13: what a KPI component measures (converted appointments, mean rating, share passed).
+KPI_METRICS = ("conversions", "rating", "compliance")
 
 
 @dataclass(frozen=True)
@@ -55,8 +65,31 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class KpiComponent:
+    """One ``[[kpi.components]]`` entry (SPEC §13): attainment = min(value / target, cap)."""
+
+    name: str
+    weight: Decimal
+    #: one of `KPI_METRICS`
+    metric: str
+    target: Decimal
+    cap: Decimal
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """The ``[kpi]`` section (SPEC §13): kpi_bonus = target_bonus x sum(weight x attainment)."""
+
+    target_bonus: Decimal
+    #: the roles paid a KPI bonus, in the order of `schemas.events.ROLES` whatever the file's order
+    roles: tuple[str, ...]
+    #: in file order; names unique, weights summing to exactly 1
+    components: tuple[KpiComponent, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
-    """A validated bonus plan (SPEC §4). Durations are exact; money is `Decimal`."""
+    """A validated bonus plan (SPEC §4, §12, §13). Durations are exact; money is `Decimal`."""
 
     version: str
     timezone: str
@@ -73,6 +106,18 @@ class Plan:
     held_credit: Decimal
     conversion_bonus: Decimal
     conversion_window: timedelta
+    #: SPEC §13 amount gate, ``[cross_sell] min_amount``: 0 when the file has none
+    min_amount: Decimal
+    #: SPEC §13 ``[upsell] rate``; None (no upsell credit) when the file has no ``[upsell]``
+    upsell_rate: Decimal | None
+    #: SPEC §13 ``[lead_sharing]``: badge thresholds (5, 15) and the gold prize (0) by default
+    bronze_points: int
+    silver_points: int
+    gold_prize: Decimal
+    #: SPEC §13 ``[kpi]``; None (no KPI bonus) when the file has no ``[kpi]``
+    kpi: Kpi | None
+    #: SPEC §12 ``effective_from = "YYYY-MM"``, the first period of this version; None when absent
+    effective_from: str | None
 
 
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
@@ -134,6 +179,7 @@ class _TierEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
 
 class _CrossSell(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     min_count: _Count
+    min_amount: _Exact = Decimal(0)
     tiers: Annotated[
         tuple[Annotated[_TierEntry, msgspec.Meta(description="a table { up_to = ..., rate = ... }")], ...],
         msgspec.Meta(min_length=1, description="a non-empty array of tables"),
@@ -147,8 +193,39 @@ class _Appointments(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     conversion_window_days: _Days
 
 
+class _Upsell(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    rate: _Exact
+
+
+class _LeadSharing(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    bronze_points: _Count = 5
+    silver_points: _Count = 15
+    gold_prize: _Exact = Decimal(0)
+
+
+class _KpiComponentEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    name: _Text
+    weight: _Exact
+    metric: _Text
+    target: _Exact
+    cap: _Exact = Decimal(1)
+
+
+class _Kpi(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    target_bonus: _Exact
+    roles: Annotated[
+        tuple[Annotated[str, msgspec.Meta(description="a role name")], ...],
+        msgspec.Meta(min_length=1, description="a non-empty array of role names"),
+    ] = ROLES
+    components: Annotated[
+        tuple[Annotated[_KpiComponentEntry, msgspec.Meta(description="a table (an [[kpi.components]] entry)")], ...],
+        msgspec.Meta(min_length=1, description="a non-empty array of tables ([[kpi.components]])"),
+    ]
+
+
 class _Document(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     version: _Text
+    effective_from: Annotated[str, msgspec.Meta(description='a period string "YYYY-MM"')] | None = None
     timezone: _Text
     attribution_window_days: _Days
     attribution_model: _Text
@@ -156,6 +233,9 @@ class _Document(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen
     clawback_days: _Days
     cross_sell: _CrossSell
     appointments: _Appointments
+    upsell: _Upsell | None = None
+    lead_sharing: _LeadSharing = msgspec.field(default_factory=_LeadSharing)
+    kpi: _Kpi | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +364,7 @@ def _join(key: str, name: str) -> str:
 def _kind(value: object) -> str:
     """The TOML name of a value's type, for messages."""
     names = {bool: "a boolean", int: "an integer", float: "a float", _TomlFloat: "a float", str: "a string"}
+    names |= {date: "a date", time: "a time", datetime: "a date-time"}
     names |= {list: "an array", dict: "a table"}
     return names.get(type(value), type(value).__name__)
 
@@ -293,9 +374,10 @@ def _kind(value: object) -> str:
 
 def _plan(shaped: _Document, document: dict[str, Any]) -> Plan:
     """The typed document as a `Plan`, once the rules that are not types hold (in file order)."""
-    cross_sell, appointments = shaped.cross_sell, shaped.appointments
+    cross_sell, appointments, lead_sharing = shaped.cross_sell, shaped.appointments, shaped.lead_sharing
     return Plan(
         version=shaped.version,
+        effective_from=_effective_from(shaped.effective_from),
         timezone=shaped.timezone,
         zone=_zone(shaped.timezone, "timezone"),
         attribution_window=timedelta(days=shaped.attribution_window_days),
@@ -308,6 +390,12 @@ def _plan(shaped: _Document, document: dict[str, Any]) -> Plan:
         held_credit=_money(appointments.held_credit, "appointments.held_credit", document),
         conversion_bonus=_money(appointments.conversion_bonus, "appointments.conversion_bonus", document),
         conversion_window=timedelta(days=appointments.conversion_window_days),
+        min_amount=_money(cross_sell.min_amount, "cross_sell.min_amount", document),
+        upsell_rate=None if shaped.upsell is None else _share(shaped.upsell.rate, "upsell.rate", document),
+        bronze_points=lead_sharing.bronze_points,
+        silver_points=_silver_points(lead_sharing, document),
+        gold_prize=_money(lead_sharing.gold_prize, "lead_sharing.gold_prize", document),
+        kpi=None if shaped.kpi is None else _kpi(shaped.kpi, document),
     )
 
 
@@ -376,3 +464,79 @@ def _matrix(matrix: dict[str, frozenset[str]]) -> Mapping[str, frozenset[str]]:
         if anchor in categories:
             raise _Invalid(f"cross_sell.matrix.{anchor}", f"category {anchor!r} lists itself")
     return MappingProxyType(matrix)
+
+
+def _effective_from(period: str | None) -> str | None:
+    """SPEC §12: a version's first period, spelled like every period (`stream.periods.check_period`)."""
+    if period is None:
+        return None
+    # Here, not at the top: stream.periods imports this module for `Plan`.
+    from stream.periods import check_period
+
+    try:
+        return check_period(period)
+    except CrmbonusError as error:
+        raise _Invalid("effective_from", str(error)) from None
+
+
+def _silver_points(lead_sharing: _LeadSharing, document: dict[str, Any]) -> int:
+    """SPEC §13: silver is the higher badge, so its threshold is not below bronze's."""
+    if lead_sharing.silver_points < lead_sharing.bronze_points:
+        given = "silver_points" in document.get("lead_sharing", {})
+        value = f"{lead_sharing.silver_points}{'' if given else ' (the default)'}"
+        raise _Invalid(
+            "lead_sharing.silver_points",
+            f"must not be below lead_sharing.bronze_points = {lead_sharing.bronze_points}, got {value}",
+        )
+    return lead_sharing.silver_points
+
+
+def _kpi(kpi: _Kpi, document: dict[str, Any]) -> Kpi:
+    """SPEC §13: known roles, once each; components named once, weights in (0, 1] summing to 1."""
+    target_bonus = _money(kpi.target_bonus, "kpi.target_bonus", document)
+    for index, role in enumerate(kpi.roles):
+        key = f"kpi.roles[{index}]"
+        if role not in ROLES:
+            raise _Invalid(key, f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        if role in kpi.roles[:index]:
+            raise _Invalid(key, f"role {role!r} is listed twice (also kpi.roles[{kpi.roles.index(role)}])")
+    components: list[KpiComponent] = []
+    for index, entry in enumerate(kpi.components):
+        components.append(_component(entry, f"kpi.components[{index}]", components, document))
+    total = sum((Fraction(component.weight) for component in components), Fraction(0))
+    if total != 1:
+        weights = " + ".join(str(component.weight) for component in components)
+        raise _Invalid("kpi.components", f"the weights must sum to exactly 1, got {weights} = {_exact(total)}")
+    return Kpi(
+        target_bonus=target_bonus,
+        roles=tuple(role for role in ROLES if role in kpi.roles),
+        components=tuple(components),
+    )
+
+
+def _component(
+    entry: _KpiComponentEntry, key: str, before: list[KpiComponent], document: dict[str, Any]
+) -> KpiComponent:
+    for index, other in enumerate(before):
+        if other.name == entry.name:
+            raise _Invalid(f"{key}.name", f"{entry.name!r} is already the name of kpi.components[{index}]")
+    weight = _finite(entry.weight, f"{key}.weight", document)
+    if not 0 < weight <= 1:
+        raise _Invalid(f"{key}.weight", f"must be above 0 and at most 1, got {weight}")
+    if entry.metric not in KPI_METRICS:
+        raise _Invalid(f"{key}.metric", f"unknown metric {entry.metric!r}; expected one of {', '.join(KPI_METRICS)}")
+    target = _finite(entry.target, f"{key}.target", document)
+    if not target > 0:
+        raise _Invalid(f"{key}.target", f"must be above 0, got {target}")
+    cap = _finite(entry.cap, f"{key}.cap", document)
+    if not cap >= 1:
+        raise _Invalid(f"{key}.cap", f"must be at least 1, got {cap}")
+    return KpiComponent(name=entry.name, weight=weight, metric=entry.metric, target=target, cap=cap)
+
+
+def _exact(number: Fraction) -> str:
+    """An exact sum of decimals, as a decimal: its denominator divides a power of ten."""
+    digits = 0
+    while (number * 10**digits).denominator != 1:
+        digits += 1
+    return str(Decimal(number.numerator * 10**digits // number.denominator).scaleb(-digits))

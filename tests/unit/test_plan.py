@@ -295,8 +295,8 @@ REFUSALS = [
     pytest.param(
         'version = "default-1"',
         'version = "default-1"\nclawback_day = 9',
-        "clawback_day: unknown key; expected one of version, timezone, attribution_window_days, "
-        "attribution_model, telemarketer_share, clawback_days, cross_sell, appointments",
+        "clawback_day: unknown key; expected one of version, effective_from, timezone, attribution_window_days, "
+        "attribution_model, telemarketer_share, clawback_days, cross_sell, appointments, upsell, lead_sharing, kpi",
         id="unknown-top-key",
     ),
     pytest.param(
