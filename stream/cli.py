@@ -51,6 +51,7 @@ from stream.settings import (
     load_web_token,
     topic_replicas,
 )
+from stream.version import package_version
 
 if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run it pay for that
     from stream.replay import ReplayProgress
@@ -244,6 +245,7 @@ def topic_settings(create_topics: bool, partitions: int, replication_factor: int
 
 
 @click.group(cls=Crmbonus, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), "--version", prog_name="crmbonus", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """crmbonus: CRM sales activity in, cross-sell and appointment bonus pay out.
