@@ -8,9 +8,11 @@ a role or a bonus has one implementation, whichever path computed it.
 
 ==========================  ===========================================================
 SPEC §5.6 counts, §6 sums   `Tally`, `tally`
-SPEC §6 role                `role_of`
+SPEC §6 role                `role_of`, `row_role`
 SPEC §6 bonus columns       `cross_sell_bonus`, `appointment_bonus`, `running_row`
+SPEC §13 new columns        `upsell_bonus`, `stream.kpi.kpi_bonus`, prize (`stream.leads`)
 SPEC §7 adjustments         `earned`, `paid` (and `stream.periods.adjustment_target`)
+SPEC §5-§14 from scratch    `compute_results`, `compute_tables`
 ==========================  ===========================================================
 """
 
@@ -19,12 +21,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from decimal import Decimal, localcontext
+from typing import NamedTuple
 
 from schemas.events import FIELD_REP, TELEMARKETER, Event, Role, Sale
+from stream import kpi, leads
+from stream.leads import LeadPointsRow, LeadTally, YearKey
 from stream.money import EXACT, ZERO, round_money
 from stream.plan import Plan
-from stream.rules import APPOINTMENT_CONVERTED, APPOINTMENT_HELD, CROSS_SELL, Credit, credit_customer
+from stream.rules import (
+    APPOINTMENT_CONVERTED,
+    APPOINTMENT_HELD,
+    CONVERSION,
+    CROSS_SELL,
+    LEAD,
+    RATING,
+    REVIEW,
+    UPSELL,
+    Credit,
+    Fact,
+    credit_sort_key,
+    customer_outcome,
+)
 
 PersonKey = tuple[str, str]  # (period, person_id)
 
@@ -39,8 +58,10 @@ class Tally:
     by credit: a person holding both parts of a line (field rep and telemarketer) counts
     it once, so a customer's tally is always taken over all of its credits (`tally`).
 
-    `telemarketer_items` and `field_rep_items` count the credited items (cross-sell lines,
-    appointments held and converted) per role; they decide the role (`role_of`).
+    `telemarketer_items` and `field_rep_items` count the credited items (cross-sell and
+    upsell lines, appointments held and converted) per role; they decide the role (`role_of`).
+    The KPI inputs (SPEC §13) come from facts, and `prize` is the person's part of a gold
+    prize, in a December (stream/leads.py).
     """
 
     cross_sell_count: int = 0
@@ -49,53 +70,112 @@ class Tally:
     appointments_converted: int = 0
     telemarketer_items: int = 0
     field_rep_items: int = 0
+    upsell_count: int = 0
+    upsell_amount: Decimal = ZERO
+    kpi_conversions: int = 0
+    rating_sum: int = 0
+    rating_count: int = 0
+    reviews: int = 0
+    reviews_passed: int = 0
+    prize: Decimal = ZERO
 
     def __add__(self, other: Tally) -> Tally:
         with localcontext(EXACT):
-            return Tally(
-                self.cross_sell_count + other.cross_sell_count,
-                self.cross_sell_amount + other.cross_sell_amount,
-                self.appointments_held + other.appointments_held,
-                self.appointments_converted + other.appointments_converted,
-                self.telemarketer_items + other.telemarketer_items,
-                self.field_rep_items + other.field_rep_items,
-            )
+            return Tally(*(a + b for a, b in zip(_values(self), _values(other), strict=True)))
 
     def __neg__(self) -> Tally:
-        return Tally(-self.cross_sell_count, -self.cross_sell_amount, -self.appointments_held,
-                     -self.appointments_converted, -self.telemarketer_items, -self.field_rep_items)
+        return Tally(*(-value for value in _values(self)))
+
+    @property
+    def items(self) -> int:
+        """Credited items in either role (SPEC §6): whether the person has a credit at all."""
+        return self.telemarketer_items + self.field_rep_items
+
+    def kpi_counts(self) -> kpi.KpiCounts:
+        return kpi.KpiCounts(self.kpi_conversions, self.rating_sum, self.rating_count, self.reviews,
+                             self.reviews_passed)
 
     def __sub__(self, other: Tally) -> Tally:
         return self + -other
 
 
 NOTHING = Tally()
+_TALLY_FIELDS = tuple(f.name for f in fields(Tally))
 
 
-def tally(credits: Iterable[Credit]) -> dict[PersonKey, Tally]:
-    """SPEC §5.6/§6: sum credits per (period, person_id).
+def _values(totals: Tally) -> tuple[int | Decimal, ...]:
+    return tuple(getattr(totals, name) for name in _TALLY_FIELDS)
 
-    A person counts each cross-sell line once, however many parts of it they hold (both
-    roles on their own sale). A person holds at most one part of a line in each role
+
+def tally(credits: Iterable[Credit], facts: Iterable[Fact] = ()) -> dict[PersonKey, Tally]:
+    """SPEC §5.6/§6/§13: sum credits and a month's facts per (period, person_id).
+
+    A person counts each cross-sell or upsell line once, however many parts of it they hold
+    (both roles on their own sale). A person holds at most one part of a line in each role
     (§5.6: one field rep part; one touch, or one part per distinct telemarketer), so the
-    credits of a role are its items.
+    credits of a role are its items. Facts of kind `lead` belong to a year (`lead_tally`).
     """
-    lines: dict[PersonKey, set[tuple[str, str | None, str | None]]] = defaultdict(set)
-    counts: dict[PersonKey, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # held, converted, tm, fr
-    amounts: dict[PersonKey, Decimal] = defaultdict(Decimal)
+    lines: dict[PersonKey, set[tuple[str, str, str | None, str | None]]] = defaultdict(set)
+    #: cross_sell_amount, upsell_amount; held, converted, tm items, fr items, conversions, rating
+    #: sum, ratings, reviews, passed
+    amounts: dict[PersonKey, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    counts: dict[PersonKey, list[int]] = defaultdict(lambda: [0] * 9)
     for credit in credits:
         key = (credit.period, credit.person_id)
         found = counts[key]
-        if credit.kind == CROSS_SELL:
-            lines[key].add((credit.customer_id, credit.sale_id, credit.line_id))
-            amounts[key] = EXACT.add(amounts[key], credit.amount)
+        if credit.kind == CROSS_SELL or credit.kind == UPSELL:
+            lines[key].add((credit.kind, credit.customer_id, credit.sale_id, credit.line_id))
+            money = amounts[key]
+            index = 0 if credit.kind == CROSS_SELL else 1
+            money[index] = EXACT.add(money[index], credit.amount)
         elif credit.kind == APPOINTMENT_HELD:
             found[0] += 1
         elif credit.kind == APPOINTMENT_CONVERTED:
             found[1] += 1
         found[2 if credit.role == TELEMARKETER else 3] += 1
-    return {key: Tally(len(lines[key]), amounts[key], held, converted, tm, fr)
-            for key, (held, converted, tm, fr) in counts.items()}
+    for fact in facts:
+        if fact.kind == LEAD:
+            continue
+        found = counts[(fact.scope, fact.person_id)]
+        if fact.kind == CONVERSION:
+            found[4] += 1
+        elif fact.kind == RATING:
+            found[5] += int(fact.value)
+            found[6] += 1
+        elif fact.kind == REVIEW:
+            found[7] += 1
+            found[8] += int(fact.value)
+    result = {}
+    for key, (held, converted, tm, fr, conversions, rating_sum, ratings, reviews, passed) in counts.items():
+        credited = lines.get(key, ())
+        upsells = sum(1 for line in credited if line[0] == UPSELL)
+        money = amounts.get(key, (ZERO, ZERO))
+        result[key] = Tally(len(credited) - upsells, money[0], held, converted, tm, fr, upsells, money[1],
+                            conversions, rating_sum, ratings, reviews, passed)
+    return result
+
+
+def lead_tally(facts: Iterable[Fact]) -> dict[YearKey, LeadTally]:
+    """SPEC §13: a lead point and its turnover per (year, telemarketer), from facts of kind `lead`."""
+    years: dict[YearKey, LeadTally] = {}
+    for fact in facts:
+        if fact.kind == LEAD:
+            key = (int(fact.scope), fact.person_id)
+            years[key] = years.get(key, leads.NO_LEADS) + LeadTally(1, fact.value)
+    return years
+
+
+def kpi_roles(facts: Iterable[Fact]) -> dict[PersonKey, str]:
+    """SPEC §13: per (period, person), the `person_role` of their KPI event with the greatest
+    (occurred_at, event_id): the role of a person who has no credit."""
+    latest: dict[PersonKey, tuple[datetime, str, str]] = {}
+    for fact in facts:
+        if fact.role is not None and fact.occurred_at is not None:
+            key = (fact.scope, fact.person_id)
+            found = (fact.occurred_at, fact.key, fact.role)
+            if key not in latest or found[:2] > latest[key][:2]:
+                latest[key] = found
+    return {key: found[2] for key, found in latest.items()}
 
 
 def add_tallies(into: dict[PersonKey, Tally], more: Mapping[PersonKey, Tally]) -> None:
@@ -109,11 +189,23 @@ def role_of(totals: Tally) -> Role:
     return TELEMARKETER if totals.telemarketer_items > totals.field_rep_items else FIELD_REP
 
 
+def row_role(totals: Tally, kpi_role: str | None) -> str:
+    """The role of a person's row: that of their credits (SPEC §6); without a credit, that of
+    their latest KPI event (SPEC §13); else telemarketer for a gold prize (only telemarketers
+    earn lead points), else field_rep (a field rep counted only through conversions)."""
+    if totals.items:
+        return role_of(totals)
+    if kpi_role is not None:
+        return kpi_role
+    return TELEMARKETER if totals.prize else FIELD_REP
+
+
 def cross_sell_bonus(count: int, amount: Decimal, plan: Plan) -> Decimal:
-    """SPEC §6 cross_sell_bonus: 0 below `min_count`, else the marginal tiers on the EXACT
-    amount (each rate on the part of the amount inside its band), then rounded half-up.
+    """SPEC §6 cross_sell_bonus: 0 below `min_count` or (SPEC §13) an exact amount below
+    `min_amount`, else the marginal tiers on the EXACT amount (each rate on the part of the
+    amount inside its band), then rounded half-up.
     """
-    if count < plan.min_count:
+    if count < plan.min_count or amount < plan.min_amount:
         return round_money(ZERO)
     with localcontext(EXACT):
         bonus = ZERO
@@ -127,6 +219,13 @@ def cross_sell_bonus(count: int, amount: Decimal, plan: Plan) -> Decimal:
                 break
             lower = tier.up_to
     return round_money(bonus)
+
+
+def upsell_bonus(amount: Decimal, plan: Plan) -> Decimal:
+    """SPEC §13 upsell_bonus: rate x the exact sum of the upsell parts, no gate; 0 without [upsell]."""
+    if plan.upsell_rate is None:
+        return round_money(ZERO)
+    return round_money(EXACT.multiply(plan.upsell_rate, amount))
 
 
 def appointment_bonus(held: int, converted: int, plan: Plan) -> Decimal:
@@ -150,32 +249,75 @@ class RunningRow:
     appointment_bonus: Decimal
     prior_adjustments: Decimal
     total_bonus: Decimal
+    # SPEC §14, after the version-1 columns (a reader by position keeps its figures)
+    upsell_count: int
+    upsell_amount: Decimal
+    upsell_bonus: Decimal
+    kpi_bonus: Decimal
+    prize_bonus: Decimal
+    plan_version: str
 
 
-#: The columns of SPEC section 6, in its order; payroll files carry them by these names.
+#: The columns of SPEC sections 6 and 14, in the table's order; payroll files carry them by these names.
 RUNNING_COLUMNS = tuple(field.name for field in fields(RunningRow))
-#: The `bonus_running` columns that make up earned(P) of SPEC §7: the bonus without adjustments.
-EARNED_COLUMNS = ("cross_sell_bonus", "appointment_bonus")
+#: The figures of a row (counts and money), not its key, role or plan version.
+FIGURE_COLUMNS = tuple(f.name for f in fields(RunningRow) if f.type in ("int", "Decimal"))
 
 
-def running_row(key: PersonKey, totals: Tally, plan: Plan, prior_adjustments: Decimal = ZERO) -> RunningRow:
-    """SPEC §6: a `bonus_running` row; the cross-sell bonus uses the exact, unrounded amount."""
-    sell = cross_sell_bonus(totals.cross_sell_count, totals.cross_sell_amount, plan)
-    appointments = appointment_bonus(totals.appointments_held, totals.appointments_converted, plan)
+def has_figures(row: RunningRow) -> bool:
+    """Whether some figure of the row is not zero: SPEC §14 readers omit the others."""
+    return any(getattr(row, name) for name in FIGURE_COLUMNS)
+#: The `bonus_running` columns that make up earned(P) of SPEC §7 (§13): the bonus without adjustments.
+EARNED_COLUMNS = ("cross_sell_bonus", "upsell_bonus", "appointment_bonus", "kpi_bonus", "prize_bonus")
+
+
+def running_row(key: PersonKey, totals: Tally, plan: Plan, prior_adjustments: Decimal = ZERO,
+                kpi_role: str | None = None) -> RunningRow:
+    """SPEC §6, §13: a `bonus_running` row; bonuses use the exact, unrounded amounts.
+
+    `kpi_role` is the role of the person's latest KPI event in the month (`kpi_roles`).
+    """
+    role = row_role(totals, kpi_role)
+    counts = totals.kpi_counts()
+    figures = {
+        "cross_sell_bonus": cross_sell_bonus(totals.cross_sell_count, totals.cross_sell_amount, plan),
+        "upsell_bonus": upsell_bonus(totals.upsell_amount, plan),
+        "appointment_bonus": appointment_bonus(totals.appointments_held, totals.appointments_converted, plan),
+        "kpi_bonus": kpi.kpi_bonus(plan.kpi, counts) if plan.kpi and kpi.takes_part(plan.kpi, role, counts)
+        else round_money(ZERO),
+        "prize_bonus": round_money(totals.prize),
+    }
     prior = round_money(prior_adjustments)
+    total = prior
+    for name in EARNED_COLUMNS:
+        total = EXACT.add(total, figures[name])
     return RunningRow(
         period=key[0],
         person_id=key[1],
-        role=role_of(totals),
+        role=role,
         cross_sell_count=totals.cross_sell_count,
         cross_sell_amount=round_money(totals.cross_sell_amount),
         appointments_held=totals.appointments_held,
         appointments_converted=totals.appointments_converted,
-        cross_sell_bonus=sell,
-        appointment_bonus=appointments,
+        cross_sell_bonus=figures["cross_sell_bonus"],
+        appointment_bonus=figures["appointment_bonus"],
         prior_adjustments=prior,
-        total_bonus=EXACT.add(EXACT.add(sell, appointments), prior),
+        total_bonus=total,
+        upsell_count=totals.upsell_count,
+        upsell_amount=round_money(totals.upsell_amount),
+        upsell_bonus=figures["upsell_bonus"],
+        kpi_bonus=figures["kpi_bonus"],
+        prize_bonus=figures["prize_bonus"],
+        plan_version=plan.version,
     )
+
+
+def person_kpi_scores(key: PersonKey, totals: Tally, plan: Plan, kpi_role: str | None = None) -> list[kpi.KpiScore]:
+    """SPEC §14 `kpi_scores` rows of a person's month: none unless they take part (SPEC §13)."""
+    counts = totals.kpi_counts()
+    if plan.kpi is None or not kpi.takes_part(plan.kpi, row_role(totals, kpi_role), counts):
+        return []
+    return kpi.kpi_scores(key[0], key[1], plan.kpi, counts)
 
 
 def earned(row: Mapping[str, Decimal] | None) -> Decimal:
@@ -209,16 +351,49 @@ def _as_admitted(events: Iterable[Event]) -> Iterable[Event]:
         yield event
 
 
-def compute_tables(events: Iterable[Event], plan: Plan) -> list[RunningRow]:
-    """SPEC §5-§6 from scratch: the `bonus_running` rows of all `events`, by (period, person).
+class Results(NamedTuple):
+    """Every table SPEC §5-§14 derives from a set of events, from scratch (no settlement)."""
+
+    running: list[RunningRow]
+    credits: list[Credit]
+    lead_points: list[LeadPointsRow]
+    kpi_scores: list[kpi.KpiScore]
+
+
+def compute_results(events: Iterable[Event], plan: Plan) -> Results:
+    """SPEC §5-§14 from scratch: the rows of `bonus_running`, `credits`, `lead_points` and
+    `kpi_scores` of all `events`, each sorted by its key.
 
     The reference the pipeline must agree with. It knows nothing of settlement (SPEC §7):
-    `prior_adjustments` is 0.00, and a person whose every credit disappeared has no row here
-    (the database keeps their row of zeros).
+    `prior_adjustments` is 0.00, and a row whose every figure is zero is left out (SPEC §14:
+    the database may keep one, readers omit it).
     """
     by_customer: dict[str, list[Event]] = defaultdict(list)
     for event in _as_admitted(events):
         by_customer[event.customer_id].append(event)
-    credits = [credit for found in by_customer.values() for credit in credit_customer(found, plan)]
-    totals = tally(credits)
-    return [running_row(key, totals[key], plan) for key in sorted(totals)]
+    credits: list[Credit] = []
+    facts: list[Fact] = []
+    for found in by_customer.values():
+        outcome = customer_outcome(found, plan)
+        credits += outcome.credits
+        facts += outcome.facts
+    totals = tally(credits, facts)
+    years: dict[int, dict[str, LeadTally]] = defaultdict(dict)
+    for (yr, person), found_tally in lead_tally(facts).items():
+        years[yr][person] = found_tally
+    lead_rows: list[LeadPointsRow] = []
+    for yr in sorted(years):
+        lead_rows += leads.lead_points_rows(yr, years[yr], plan)
+        for person, prize in leads.year_prizes(years[yr], plan).items():
+            key = (leads.december(yr), person)
+            totals[key] = totals.get(key, NOTHING) + Tally(prize=prize)
+    roles = kpi_roles(facts)
+    running = [row for key in sorted(totals)
+               if has_figures(row := running_row(key, totals[key], plan, kpi_role=roles.get(key)))]
+    scores = [row for key in sorted(totals) for row in person_kpi_scores(key, totals[key], plan, roles.get(key))]
+    return Results(running, sorted(credits, key=credit_sort_key), lead_rows, scores)
+
+
+def compute_tables(events: Iterable[Event], plan: Plan) -> list[RunningRow]:
+    """The `bonus_running` rows of `compute_results`."""
+    return compute_results(events, plan).running

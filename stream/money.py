@@ -17,6 +17,7 @@ from decimal import (
     Overflow,
     Rounded,
 )
+from fractions import Fraction
 
 #: Wide enough for any SPEC §3 amount times any sane plan decimal, and trapping
 #: `Inexact`/`Rounded` so that arithmetic which would round raises instead.
@@ -34,3 +35,15 @@ CENT = Decimal("0.01")
 def round_money(x: Decimal) -> Decimal:
     """SPEC §6: round half-up to cents (numeric(18,2))."""
     return x.quantize(CENT, rounding=ROUND_HALF_UP, context=_ROUNDING)
+
+
+def round_fraction(x: Fraction, places: int = 2) -> Decimal:
+    """An exact rational rounded half-up to `places` decimals (SPEC §13: KPI values and
+    attainments are exact rationals; only what is stored is rounded). Half-up means away from
+    zero at a tie, as `round_money` does."""
+    scale = 10**places
+    numerator, denominator = abs(x.numerator) * scale, x.denominator
+    units, rest = divmod(numerator, denominator)
+    if 2 * rest >= denominator:
+        units += 1
+    return Decimal(-units if x < 0 else units).scaleb(-places)

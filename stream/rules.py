@@ -17,9 +17,17 @@ SPEC §5.3 primary line      `primary_line`
 SPEC §5.4 cross-sell        `is_cross_sell`
 SPEC §5.5 touches           `touches_of`, `TouchIndex.eligible`
 SPEC §5.6 attribution       `attribute`, `split_equally`
-SPEC §5.7 appointments      `lead_status`, `conversion_sale`, `appointment_credits`
+SPEC §5.7 appointments      `lead_status`, `conversion_sale`, `appointment_outcomes`
 SPEC §6 the credit's period `stream.periods.period_of`
+SPEC §13 upsells            `upsell_uplift` (attributed by `attribute`, as §5.6)
+SPEC §13 lead sharing       `converting_sales`, `appointment_outcomes` (the year: stream/leads.py)
+SPEC §13 KPI inputs         `appointment_outcomes`, `kpi_event_fact` (the bonus: stream/kpi.py)
 ==========================  ===========================================================
+
+Besides credits, a customer's events yield **facts** (`Fact`): what SPEC §13 adds up across
+customers without it being a credit: a converted appointment counted for a KPI, a lead's point
+and turnover, a rating, a quality review. The ledger keeps them like credits, as the rows in
+force, and writes only their change.
 
 Decisions the SPEC leaves open, taken here once for every caller:
 
@@ -34,6 +42,13 @@ Decisions the SPEC leaves open, taken here once for every caller:
   its sale still counts; only one later than `clawback_days` after the sale is ignored.
   Refunds of one line add up; the net quantity floors at 0; an unknown `line_id` reverses
   nothing.
+- **Upsells** (SPEC §13). U is the highest `unit_price` of the category among the lines with
+  net quantity > 0 of the sales sorted before s (the same lines that make up H(s)); a line of
+  s at exactly U is no upsell, so an uplift is never 0. Two lines of one category in s are
+  judged against the same U, each on its own.
+- **Conversions for the KPI and lead sharing** (SPEC §13). A converted lead counts once for its
+  telemarketer and once for the held event's field rep (once, should they be one person). Its
+  turnover sums every converting sale's net amount (all its lines, not only cross-sells).
 - **Zero parts** (SPEC §5.6). A part whose amount and share are both 0 is not credited:
   with `telemarketer_share` 0 the field rep alone is credited, with 1 the field rep gets
   no row. A free line (net amount 0) that is a cross-sell is credited with amount 0: it is
@@ -75,12 +90,14 @@ from schemas.events import (
     Callback,
     Cancellation,
     Event,
+    Feedback,
+    KpiEvent,
     LeadHandoff,
     Refund,
     Sale,
     SaleLine,
 )
-from stream.money import EXACT, ONE
+from stream.money import EXACT, ONE, ZERO
 from stream.periods import period_of
 from stream.plan import Plan
 
@@ -89,9 +106,17 @@ SPLIT_PLACES = 10
 
 #: The kinds of `credits` rows (SPEC §6), defined once here.
 CROSS_SELL = "cross_sell"
+UPSELL = "upsell"
 APPOINTMENT_HELD = "appointment_held"
 APPOINTMENT_CONVERTED = "appointment_converted"
-KINDS = (CROSS_SELL, APPOINTMENT_HELD, APPOINTMENT_CONVERTED)
+KINDS = (CROSS_SELL, UPSELL, APPOINTMENT_HELD, APPOINTMENT_CONVERTED)
+
+#: The kinds of `Fact`: period-scoped inputs of the KPI bonus, and a lead's year (SPEC §13).
+CONVERSION = "conversion"
+RATING = "rating"
+REVIEW = "review"
+LEAD = "lead"
+FACT_KINDS = (CONVERSION, RATING, REVIEW, LEAD)
 
 
 class Credit(NamedTuple):
@@ -115,6 +140,40 @@ class Credit(NamedTuple):
     share: Decimal
     touch_event_id: str | None
     source_event_id: str
+
+
+class Fact(NamedTuple):
+    """Something a customer's events add to a person's month or year that is not a credit
+    (SPEC §13), kept in `customer_facts` like a credit in `credits`.
+
+    ==========  ===========  ===========  ===========================================
+    kind        scope        key          value
+    ==========  ===========  ===========  ===========================================
+    conversion  period       lead_id      1 (a converted appointment, SPEC §13 KPI)
+    lead        year "YYYY"  lead_id      the lead's turnover (and one lead point)
+    rating      period       event_id     the feedback's rating
+    review      period       event_id     1 passed, 0 not
+    ==========  ===========  ===========  ===========================================
+
+    `role` and `occurred_at` are the KPI event's `person_role` and time (the latest decides
+    the role of a person known only from KPI events); None for the other kinds.
+    """
+
+    kind: str
+    scope: str
+    person_id: str
+    customer_id: str
+    key: str
+    value: Decimal
+    role: str | None
+    occurred_at: datetime | None
+
+
+class Outcome(NamedTuple):
+    """All that a customer's events yield (SPEC §5, §13): its credits and facts, each sorted."""
+
+    credits: list[Credit]
+    facts: list[Fact]
 
 
 def credit_sort_key(credit: Credit) -> tuple[str | Decimal, ...]:
@@ -146,6 +205,7 @@ class _CustomerEvents:
     reversals: dict[str, list[Cancellation | Refund]]  # by sale_id
     callbacks: list[Callback]
     leads: dict[str, list[LeadHandoff]]  # by lead_id
+    kpi_events: list[KpiEvent]
 
 
 def _distinct(events: Iterable[Event]) -> list[Event]:
@@ -169,6 +229,7 @@ def _sort_events(events: Iterable[Event]) -> _CustomerEvents:
     reversals: dict[str, list[Cancellation | Refund]] = defaultdict(list)
     callbacks: list[Callback] = []
     leads: dict[str, list[LeadHandoff]] = defaultdict(list)
+    kpi_events: list[KpiEvent] = []
     for event in distinct:
         if isinstance(event, Sale):
             kept = sales.get(event.sale_id)
@@ -178,10 +239,12 @@ def _sort_events(events: Iterable[Event]) -> _CustomerEvents:
             reversals[event.sale_id].append(event)
         elif isinstance(event, Callback):
             callbacks.append(event)
-        else:
+        elif isinstance(event, LeadHandoff):
             leads[event.lead_id].append(event)
+        else:
+            kpi_events.append(event)
     ordered = sorted(sales.values(), key=lambda sale: (sale.occurred_at, sale.sale_id))
-    return _CustomerEvents(ordered, reversals, callbacks, leads)
+    return _CustomerEvents(ordered, reversals, callbacks, leads, kpi_events)
 
 
 # -- SPEC §5.1 net quantity -----------------------------------------------------------------
@@ -222,16 +285,26 @@ def net_amount(line: SaleLine, net_quantity: int) -> Decimal:
 
 def holdings_before(
     sales: Sequence[Sale], nets: Mapping[str, Mapping[str, int]]
-) -> Iterator[tuple[Sale, frozenset[str]]]:
+) -> Iterator[tuple[Sale, Mapping[str, Decimal]]]:
     """SPEC §5.2 Holdings: each sale with H(s), the categories of lines with net quantity > 0
-    in the customer's sales sorted before it. `sales` must be sorted by (occurred_at, sale_id).
+    in the customer's sales sorted before it, each mapped to the highest `unit_price` among
+    those lines (U of an upsell, SPEC §13). `sales` must be sorted by (occurred_at, sale_id).
+
+    A mapping once yielded never changes: a sale that adds to the holdings makes a new one.
     """
-    held: frozenset[str] = frozenset()
+    held: dict[str, Decimal] = {}
     for sale in sales:
         yield sale, held
-        bought = {line.category for line in sale.lines if nets[sale.sale_id][line.line_id] > 0}
-        if not bought <= held:
-            held = held | bought
+        grown: dict[str, Decimal] | None = None
+        for line in sale.lines:
+            if nets[sale.sale_id][line.line_id] > 0:
+                top = held.get(line.category) if grown is None else grown.get(line.category)
+                if top is None or line.unit_price > top:
+                    if grown is None:
+                        grown = dict(held)
+                    grown[line.category] = line.unit_price
+        if grown is not None:
+            held = grown
 
 
 def primary_line(sale: Sale, nets: Mapping[str, int]) -> SaleLine | None:
@@ -262,7 +335,7 @@ def anchors_by_category(plan: Plan) -> Mapping[str, frozenset[str]]:
 def is_cross_sell(
     line: SaleLine,
     primary: SaleLine,
-    holdings: AbstractSet[str],
+    holdings: AbstractSet[str] | Mapping[str, Decimal],
     anchors_of: Mapping[str, frozenset[str]],
 ) -> bool:
     """SPEC §5.4 Cross-sell: the category is new to the customer and some anchor lists it.
@@ -448,33 +521,52 @@ def _telemarketer_parts(amount: Decimal, share: Decimal, eligible: Eligible, mod
     ]
 
 
-def _cross_sell_credits(
+def upsell_uplift(line: SaleLine, net: int, holdings: Mapping[str, Decimal]) -> Decimal | None:
+    """SPEC §13 Upsell: a line of a held category at a unit price above U, the highest price
+    the customer holds it at; its amount is the uplift (unit_price - U) x net quantity.
+    None when the line is no upsell (the caller checks net quantity > 0)."""
+    top = holdings.get(line.category)
+    if top is None or line.unit_price <= top:
+        return None
+    return EXACT.multiply(EXACT.subtract(line.unit_price, top), Decimal(net))
+
+
+def _line_credits(
     sale: Sale,
     nets: Mapping[str, int],
-    holdings: frozenset[str],
+    holdings: Mapping[str, Decimal],
     touches: TouchIndex,
     anchors_of: Mapping[str, frozenset[str]],
     plan: Plan,
 ) -> Iterator[Credit]:
-    """SPEC §5.4-§5.6 for one sale: its cross-sell lines, attributed, in the sale's period."""
+    """SPEC §5.4-§5.6 and §13 for one sale: its cross-sell and upsell lines, attributed, in
+    the sale's period. A line is at most one of the two: a cross-sell's category is new to the
+    customer, an upsell's is held."""
     primary = primary_line(sale, nets)
     if primary is None:
         return
     period = period_of(sale.occurred_at, plan)
+    upsells = plan.upsell_rate is not None
     eligible_by_category: dict[str, Eligible] = {}
     for line in sale.lines:
         net = nets[line.line_id]
-        if net == 0 or not is_cross_sell(line, primary, holdings, anchors_of):
+        if net == 0:
+            continue
+        if is_cross_sell(line, primary, holdings, anchors_of):
+            kind, amount = CROSS_SELL, net_amount(line, net)
+        elif upsells and (uplift := upsell_uplift(line, net, holdings)) is not None:
+            kind, amount = UPSELL, uplift
+        else:
             continue
         eligible = eligible_by_category.get(line.category)
         if eligible is None:
             eligible = eligible_by_category[line.category] = touches.eligible(sale, line.category)
-        for part in attribute(sale, net_amount(line, net), eligible, plan):
+        for part in attribute(sale, amount, eligible, plan):
             yield Credit(
                 period=period,
                 person_id=part.person_id,
                 role=part.role,
-                kind=CROSS_SELL,
+                kind=kind,
                 customer_id=sale.customer_id,
                 sale_id=sale.sale_id,
                 line_id=line.line_id,
@@ -511,31 +603,65 @@ class _SalesBySeller:
         return cls(dict(by_seller), times)
 
 
-def conversion_sale(held: LeadHandoff, sales: _SalesBySeller, plan: Plan) -> Sale | None:
-    """SPEC §5.7 converted: the earliest sale by the held event's field rep, with some net
-    quantity > 0, occurring 0..`conversion_window_days` after the held event; else None.
-    """
+def converting_sales(held: LeadHandoff, sales: _SalesBySeller, plan: Plan) -> Sequence[Sale]:
+    """SPEC §5.7 / §13: the sales by the held event's field rep, with some net quantity > 0,
+    occurring 0..`conversion_window_days` after the held event, earliest first."""
     found = sales.sales.get(held.field_rep_id)
     if not found:
-        return None
-    index = bisect.bisect_left(sales.times[held.field_rep_id], held.occurred_at)
-    if index < len(found) and found[index].occurred_at - held.occurred_at <= plan.conversion_window:
-        return found[index]
-    return None
+        return ()
+    times = sales.times[held.field_rep_id]
+    low = bisect.bisect_left(times, held.occurred_at)
+    high = bisect.bisect_right(times, held.occurred_at + plan.conversion_window)
+    return found[low:high]
 
 
-def appointment_credits(leads: Iterable[Sequence[LeadHandoff]], sales: _SalesBySeller, plan: Plan) -> Iterator[Credit]:
-    """SPEC §5.7 Appointments: a held lead credits its telemarketer a flat `held_credit`,
-    plus a flat `conversion_bonus` when converted, both in the period of the held event.
+def conversion_sale(held: LeadHandoff, sales: _SalesBySeller, plan: Plan) -> Sale | None:
+    """SPEC §5.7 converted: the earliest converting sale (`converting_sales`), or None."""
+    found = converting_sales(held, sales, plan)
+    return found[0] if found else None
+
+
+def appointment_outcomes(
+    leads: Iterable[Sequence[LeadHandoff]],
+    sales: _SalesBySeller,
+    nets: Mapping[str, Mapping[str, int]],
+    plan: Plan,
+) -> Iterator[Credit | Fact]:
+    """SPEC §5.7 Appointments and what SPEC §13 reads of them.
+
+    A held lead credits its telemarketer a flat `held_credit`, plus a flat `conversion_bonus`
+    when converted, both in the period of the held event. A converted lead is also a KPI
+    conversion of its telemarketer and of the held event's field rep (in that period), and a
+    lead point of the telemarketer with the lead's turnover (in the held event's year).
     """
     for lifecycle in leads:
         held = lead_status(lifecycle)
         if held.status != "held":
             continue
         yield _appointment_credit(held, APPOINTMENT_HELD, plan.held_credit, None, plan)
-        sale = conversion_sale(held, sales, plan)
-        if sale is not None:
-            yield _appointment_credit(held, APPOINTMENT_CONVERTED, plan.conversion_bonus, sale, plan)
+        converting = converting_sales(held, sales, plan)
+        if not converting:
+            continue
+        yield _appointment_credit(held, APPOINTMENT_CONVERTED, plan.conversion_bonus, converting[0], plan)
+        period = period_of(held.occurred_at, plan)
+        for person in {held.telemarketer_id, held.field_rep_id}:
+            yield Fact(CONVERSION, period, person, held.customer_id, held.lead_id, ONE, None, None)
+        turnover = ZERO
+        for sale in converting:
+            for line in sale.lines:
+                turnover = EXACT.add(turnover, net_amount(line, nets[sale.sale_id][line.line_id]))
+        yield Fact(LEAD, period[:4], held.telemarketer_id, held.customer_id, held.lead_id, turnover, None, None)
+
+
+def kpi_event_fact(event: KpiEvent, plan: Plan) -> Fact:
+    """SPEC §13: a feedback's rating, or a quality review's pass (1) or fail (0), in the
+    period of the event, about its `person_id`."""
+    if isinstance(event, Feedback):
+        kind, value = RATING, Decimal(event.rating)
+    else:
+        kind, value = REVIEW, ONE if event.passed else ZERO
+    return Fact(kind, period_of(event.occurred_at, plan), event.person_id, event.customer_id, event.event_id,
+                value, event.person_role, event.occurred_at)
 
 
 def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sale | None, plan: Plan) -> Credit:
@@ -590,8 +716,8 @@ def can_change_credits(new: Sequence[Event], history: Sequence[Event] | None) ->
     return False
 
 
-def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
-    """SPEC §5: every credit now in force for ONE customer, sorted by `credit_sort_key`.
+def customer_outcome(events: Iterable[Event], plan: Plan) -> Outcome:
+    """SPEC §5 and §13: every credit and fact now in force for ONE customer, each sorted.
 
     `events` are all valid events of the customer, in any order, possibly repeated; the
     result depends only on the set of distinct events. O(n log n) in the event count, plus
@@ -605,9 +731,24 @@ def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
     touches = TouchIndex(customer, plan)
     anchors_of = anchors_by_category(plan)
     credits: list[Credit] = []
+    facts: list[Fact] = []
     for sale, holdings in holdings_before(customer.sales, nets):
-        credits.extend(_cross_sell_credits(sale, nets[sale.sale_id], holdings, touches, anchors_of, plan))
-    sellers = _SalesBySeller.of(customer.sales, nets)
-    credits.extend(appointment_credits(customer.leads.values(), sellers, plan))
+        credits.extend(_line_credits(sale, nets[sale.sale_id], holdings, touches, anchors_of, plan))
+    if customer.leads:
+        sellers = _SalesBySeller.of(customer.sales, nets)
+        for found in appointment_outcomes(customer.leads.values(), sellers, nets, plan):
+            (credits if isinstance(found, Credit) else facts).append(found)
+    facts.extend(kpi_event_fact(event, plan) for event in customer.kpi_events)
     credits.sort(key=credit_sort_key)
-    return credits
+    facts.sort(key=fact_sort_key)
+    return Outcome(credits, facts)
+
+
+def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:
+    """SPEC §5: every credit now in force for ONE customer (`customer_outcome` without facts)."""
+    return customer_outcome(events, plan).credits
+
+
+def fact_sort_key(fact: Fact) -> tuple[str, str, str, str, str]:
+    """Total order over one customer's facts (kind, scope, person and key identify a fact)."""
+    return (fact.kind, fact.scope, fact.person_id, fact.customer_id, fact.key)

@@ -632,6 +632,12 @@ def test_tally_and_running_row() -> None:
         D("0.00"),
         D("-2.40"),
         D("2.86"),
+        0,
+        D("0.00"),
+        D("0.00"),
+        D("0.00"),
+        D("0.00"),
+        "default-1",
     )
     row = running_row(("2026-11", "q"), totals[("2026-11", "q")], DEFAULT)
     assert [num(x) for x in (row.appointment_bonus, row.prior_adjustments, row.total_bonus)] == ["35", "0", "35"]

@@ -33,8 +33,16 @@ def expected(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+#: SPEC §14's columns, which the version-1 example does not show: its plan has none of the programmes.
+V2_ZEROS = {"upsell_count": "0", "upsell_amount": "0.00", "upsell_bonus": "0.00", "kpi_bonus": "0.00",
+            "prize_bonus": "0.00", "plan_version": "default-1"}
+
+
 def as_text(row: RunningRow) -> dict[str, str]:
-    return {key: str(value) for key, value in dataclasses.asdict(row).items()}
+    """The row as the example's CSV shows it: the version-1 columns (the others must be zero)."""
+    text = {key: str(value) for key, value in dataclasses.asdict(row).items()}
+    assert {key: text.pop(key) for key in V2_ZEROS} == V2_ZEROS
+    return text
 
 
 def test_month_gives_the_running_table_exactly() -> None:
