@@ -539,4 +539,4 @@ def _exact(number: Fraction) -> str:
     digits = 0
     while (number * 10**digits).denominator != 1:
         digits += 1
-    return str(Decimal(number.numerator * 10**digits // number.denominator).scaleb(-digits))
+    return format(Decimal(f"{number.numerator * 10**digits // number.denominator}E-{digits}"), "f")
