@@ -318,8 +318,8 @@ def _check_section_10(raw: bytes, event: Event) -> None:
             more = _check_time(event, "appointment_at", literal)
         colons = None if colons is None or more is None else colons + more
     # No repeated key: every key has one structural colon after it (module docstring).
-    required, optional, per_line = _KEYS[kind]
-    if optional is not None and getattr(event, optional):
+    required, optional, default, per_line = _KEYS[kind]
+    if optional is not None and getattr(event, optional) != default:
         required += 1
     if per_line:
         required += per_line * len(event.lines)  # type: ignore[union-attr]
@@ -411,25 +411,25 @@ class _KeyCount(NamedTuple):
     required fields, the optional field if its value is not the default, the keys of its lines."""
 
     required: int
-    optional: str | None  # the one field with a default; the default is falsy ([] or None)
+    optional: str | None  # the one field with a default
+    default: Any  # its default ([] or None): a value other than this was sent (a `score` of 0 too)
     per_line: int  # keys of each line, all required
 
 
 def _key_count(model: type[msgspec.Struct], line: type[msgspec.Struct] | None) -> _KeyCount:
-    required, optional = 1, []
+    required, optional, defaults = 1, [], []
     for info in msgspec.structs.fields(model):
         if info.required:
             required += 1
         else:
-            default = info.default_factory() if info.default is msgspec.NODEFAULT else info.default
-            assert not default, (model, info.name)  # so that a truthy value means the key was sent
             optional.append(info.name)
-    assert len(optional) <= 1, model
+            defaults.append(info.default_factory() if info.default is msgspec.NODEFAULT else info.default)
+    assert len(optional) <= 1, model  # one optional field per event: the count below is exact
     per_line = 0
     if line is not None:
         assert all(info.required for info in msgspec.structs.fields(line)), line
         per_line = len(msgspec.structs.fields(line))
-    return _KeyCount(required, optional[0] if optional else None, per_line)
+    return _KeyCount(required, optional[0] if optional else None, defaults[0] if defaults else None, per_line)
 
 
 _LINES: dict[type[msgspec.Struct], type[msgspec.Struct]] = {Sale: SaleLine, Refund: RefundLine}

@@ -10,16 +10,19 @@ everything; this module adds what msgspec cannot express from a type:
 - money: msgspec describes a `Decimal` as a string; the `anyOf` (decimal string or
   number) carried by the `Money` annotation's `extra_json_schema` replaces that;
 - callback: `offered_categories` required and non-empty when `outcome` is `offer_made`
-  (`if`/`then`), the rule `Callback.__post_init__` enforces.
+  (`if`/`then`), the rule `Callback.__post_init__` enforces;
+- integers (`quantity`, `rating`, `score`): a description that they are spelled as integers.
 
 The schema is the publisher's contract. It accepts nothing the decoder refuses, except
 what it can only state in a description: line ids unique within a sale, the sale's total
 below 10,000,000, the four decimal places of money sent as a JSON number (`multipleOf` is
 unreliable on floats) and that such a number is not `-0`, the exact time bounds (an instant:
 the pattern only keeps the years in 1969..2200), a real calendar date and time where a
-validator does not assert `format: date-time`, and that no object repeats a key (a validator
-sees parsed JSON, where a repeated key is already gone). The decoder in turn accepts a money
-string with leading zeros beyond 7 digits (`"00000001"`), never other values (SPEC section 10).
+validator does not assert `format: date-time`, that an integer is spelled without a fraction or
+an exponent (JSON Schema's `integer` takes `5.0`; msgspec, and so the decoder, refuses it), and
+that no object repeats a key (a validator sees parsed JSON, where a repeated key is already gone).
+The decoder in turn accepts a money string with leading zeros beyond 7 digits (`"00000001"`),
+never other values (SPEC section 10).
 """
 
 from __future__ import annotations
@@ -45,12 +48,25 @@ _CALLBACK_OFFER_RULE = {
 }
 
 
+#: Where SPEC defines each event type and the topic (default name) it is published to.
+_DEFINED: dict[str, tuple[str, str]] = {
+    "sale": ("3", "crm.sales"),
+    "cancellation": ("3", "crm.sales"),
+    "refund": ("3", "crm.sales"),
+    "callback": ("3", "crm.callbacks"),
+    "lead_handoff": ("3", "crm.lead-handoffs"),
+    "feedback": ("13", "crm.quality"),
+    "quality_review": ("13", "crm.quality"),
+}
+
+
 def schemas() -> dict[str, dict[str, Any]]:
     """File name -> schema: one per event type, then the combined `event.schema.json`."""
     files = {
         f"{name}.schema.json": _document(
             f"crmbonus {name} event",
-            f"A `{name}` event (SPEC section 3). Unknown extra fields are ignored.",
+            f"A `{name}` event (SPEC section {_DEFINED[name][0]}), published to the topic {_DEFINED[name][1]} "
+            "(its default name). Unknown extra fields are ignored.",
             msgspec.json.schema(model),
         )
         for name, model in EVENT_TYPES.items()
@@ -59,7 +75,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     combined["oneOf"] = combined.pop("anyOf")
     files[COMBINED] = _document(
         "crmbonus event",
-        "Any CRM event (SPEC section 3), chosen by `event_type`. Unknown extra fields are ignored.",
+        "Any CRM event (SPEC sections 3 and 13), chosen by `event_type`. Unknown extra fields are ignored.",
         combined,
     )
     return files
@@ -78,6 +94,7 @@ def _document(title: str, description: str, schema: dict[str, Any]) -> dict[str,
     defs = schema.pop("$defs")
     for name, definition in defs.items():
         _money_as_string_or_number(definition)
+        _integers_as_spelled(definition)
         if name == "Callback":
             definition.update(_CALLBACK_OFFER_RULE)
     return {"$schema": DIALECT, "title": title, "description": description + _NO_REPEATED_KEY, **schema,
@@ -94,6 +111,23 @@ def _money_as_string_or_number(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _money_as_string_or_number(value)
+
+
+#: What a validator cannot check of an integer: `5.0` is one to JSON Schema, not to the decoder.
+INTEGER_SPELLING = "spelled as an integer (5, not 5.0 or 5e0)"
+
+
+def _integers_as_spelled(node: Any) -> None:
+    """Say, in its description, that each integer is spelled without a fraction or exponent."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            described = node.get("description")
+            node["description"] = INTEGER_SPELLING if described is None else f"{described}, {INTEGER_SPELLING}"
+        for value in node.values():
+            _integers_as_spelled(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integers_as_spelled(value)
 
 
 def stale(directory: Path = SCHEMA_DIR) -> list[str]:

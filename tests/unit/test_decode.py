@@ -78,6 +78,23 @@ VALID: dict[str, dict[str, Any]] = {
         "status": "booked",
         "appointment_at": "2026-11-06T09:30:00+01:00",
     },
+    # SPEC section 13, topic crm.quality
+    "feedback": {
+        **COMMON,
+        "event_type": "feedback",
+        "person_id": "fr-1",
+        "person_role": "field_rep",
+        "rating": 4,
+        "sale_id": "S1",
+    },
+    "quality_review": {
+        **COMMON,
+        "event_type": "quality_review",
+        "person_id": "tm-1",
+        "person_role": "telemarketer",
+        "passed": True,
+        "score": 87,
+    },
 }
 REQUIRED = {
     "sale": ["event_id", "occurred_at", "customer_id", "sale_id", "seller_id", "seller_role", "currency", "lines"],
@@ -85,6 +102,8 @@ REQUIRED = {
     "refund": ["event_id", "occurred_at", "customer_id", "sale_id", "lines"],
     "callback": ["event_id", "occurred_at", "customer_id", "telemarketer_id", "outcome"],
     "lead_handoff": ["event_id", "occurred_at", "customer_id", "lead_id", "telemarketer_id", "field_rep_id", "status"],
+    "feedback": ["event_id", "occurred_at", "customer_id", "person_id", "person_role", "rating"],
+    "quality_review": ["event_id", "occurred_at", "customer_id", "person_id", "person_role", "passed"],
 }
 
 
@@ -899,6 +918,8 @@ def id_paths(model: type[msgspec.Struct], prefix: str = "") -> list[str]:
     assert isinstance(info, msgspec.inspect.StructType)
     for field in info.fields:
         kind, path = field.type, f"{prefix}{field.name}"
+        if isinstance(kind, msgspec.inspect.UnionType):  # an optional field: `Id | None`
+            kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
         if isinstance(kind, msgspec.inspect.Metadata) and isinstance(kind.type, msgspec.inspect.ListType):
             kind = kind.type
         if isinstance(kind, msgspec.inspect.ListType):
@@ -930,6 +951,8 @@ def test_the_id_paths_are_the_ones_the_spec_names() -> None:
     assert id_paths(EVENT_TYPES["sale"]) == ["event_id", "customer_id", "sale_id", "seller_id", "lines.0.line_id",
                                              "lines.0.sku", "lines.0.category"]
     assert id_paths(EVENT_TYPES["callback"]) == ["event_id", "customer_id", "telemarketer_id", "offered_categories.0"]
+    assert id_paths(EVENT_TYPES["feedback"]) == ["event_id", "customer_id", "person_id", "sale_id"]
+    assert id_paths(EVENT_TYPES["quality_review"]) == ["event_id", "customer_id", "person_id"]
 
 
 # --- SPEC section 10: input bounds ------------------------------------------------------------

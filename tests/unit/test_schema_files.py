@@ -132,6 +132,24 @@ BROKEN = [
     pytest.param(_broken("refund", {"event_type": "refund_v2"}), id="unknown-event-type"),
     pytest.param({k: v for k, v in VALID["refund"].items() if k != "sale_id"}, id="missing-field"),
     pytest.param([VALID["refund"]], id="not-an-object"),
+    # SPEC section 13, topic crm.quality
+    pytest.param(_broken("feedback", {"rating": 0}), id="rating-0"),
+    pytest.param(_broken("feedback", {"rating": 6}), id="rating-6"),
+    pytest.param(_broken("feedback", {"rating": 4.5}), id="rating-fraction"),
+    pytest.param(_broken("feedback", {"rating": True}), id="rating-true"),
+    pytest.param(_broken("feedback", {"rating": "5"}), id="rating-string"),
+    pytest.param(_broken("feedback", {"person_role": "manager"}), id="feedback-role"),
+    pytest.param(_broken("feedback", {"sale_id": ""}), id="feedback-empty-sale-id"),
+    pytest.param({k: v for k, v in VALID["feedback"].items() if k != "rating"}, id="feedback-no-rating"),
+    pytest.param(_broken("feedback", {"occurred_at": "2026-11-05T12:00:00"}), id="feedback-naive-time"),
+    pytest.param(_broken("quality_review", {"passed": 1}), id="passed-1"),
+    pytest.param(_broken("quality_review", {"passed": "true"}), id="passed-string"),
+    pytest.param(_broken("quality_review", {"passed": None}), id="passed-null"),
+    pytest.param(_broken("quality_review", {"score": -1}), id="score-negative"),
+    pytest.param(_broken("quality_review", {"score": 101}), id="score-101"),
+    pytest.param(_broken("quality_review", {"score": False}), id="score-false"),
+    pytest.param(_broken("quality_review", {"person_id": "tm\x001"}), id="review-person-id-NUL"),
+    pytest.param({k: v for k, v in VALID["quality_review"].items() if k != "passed"}, id="review-no-passed"),
 ]
 
 
@@ -148,6 +166,10 @@ def test_broken_event_rejected_by_schema_and_decoder(event: Any) -> None:
         pytest.param(_broken("sale", {"occurred_at": "1969-12-31T23:59:59Z"}), id="before-the-instant-bound"),
         pytest.param(_broken("sale", {"occurred_at": "2200-01-01T00:00:00Z"}), id="after-the-instant-bound"),
         pytest.param(_broken("sale", {}, {"unit_price": 9_999_999, "quantity": 2}), id="sale-total-10M"),
+        # JSON Schema's `integer` is any number of zero fraction; msgspec's `int` is one spelled so
+        pytest.param(_broken("feedback", {"rating": 5.0}), id="rating-5.0"),
+        pytest.param(_broken("quality_review", {"score": 50.0}), id="score-50.0"),
+        pytest.param(_broken("sale", {}, {"quantity": 1.0}), id="quantity-1.0"),
     ],
 )
 def test_what_only_a_description_can_say_is_refused_by_the_decoder(event: Any) -> None:
@@ -163,3 +185,23 @@ def test_the_descriptions_say_what_the_patterns_cannot() -> None:
     assert "1970-01-01T00:00:00Z .. 2199-12-31T23:59:59.999999Z" in sale["$defs"]["Sale"]["properties"][
         "occurred_at"]["description"]
     assert "below 10,000,000" in sale["$defs"]["Sale"]["properties"]["lines"]["description"]
+    assert sale["$defs"]["SaleLine"]["properties"]["quantity"]["description"] == (
+        "an integer 1..10,000, spelled as an integer (5, not 5.0 or 5e0)")
+
+
+def test_the_quality_events_files_name_their_section_and_topic() -> None:
+    files = generator.schemas()
+    for name in ("feedback", "quality_review"):
+        assert files[f"{name}.schema.json"]["description"].startswith(
+            f"A `{name}` event (SPEC section 13), published to the topic crm.quality (its default name).")
+    feedback = files["feedback.schema.json"]["$defs"]["Feedback"]
+    assert feedback["properties"]["rating"] == {
+        "type": "integer", "minimum": 1, "maximum": 5, "description": generator.INTEGER_SPELLING}
+    assert feedback["required"] == ["event_type", "event_id", "occurred_at", "customer_id", "person_id",
+                                    "person_role", "rating"]
+    review = files["quality_review.schema.json"]["$defs"]["QualityReview"]
+    assert review["properties"]["passed"] == {"type": "boolean"}
+    assert review["properties"]["score"]["anyOf"] == [
+        {"type": "integer", "minimum": 0, "maximum": 100, "description": generator.INTEGER_SPELLING},
+        {"type": "null"}]
+    assert "score" not in review["required"]
