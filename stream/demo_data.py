@@ -9,16 +9,26 @@ month exactly; `generate` does no I/O and is O(n log n) (one sort, for the arriv
 
 Categories and add-ons mirror the default plan (SPEC §4, `deploy/plans/default.toml`); the
 tests check that they agree, so the demo keeps producing cross-sells if the plan changes.
+
+With `DemoConfig.programmes` (the default) the month also feeds SPEC §13's programmes:
+customers upgrade to dearer versions of what they hold (upsells), rate the people who served
+them (`feedback`) and have their calls and visits reviewed (`quality_review`), and the earlier
+months of the year hold just enough converted hand-offs (SPEC §5.7) that telemarketers reach
+the lead-sharing badges (bronze 5, silver 15 points by default). These draws come from a second
+random stream and their ids from their own series (`-U`, `-Y`), so the version-1 events are the
+same with and without programmes: `programmes=False` is the version-1 month, byte for byte.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +86,28 @@ _ADD_ON_COUNTS = _Weighted((0, 1, 2, 3), (30, 35, 25, 10))
 _QUANTITIES = _Weighted((1, 2, 3), (95, 4, 1))
 _SMALL_QUANTITIES = _Weighted((1, 2, 3), (80, 15, 5))  # cables, licences: often several
 
+# -- SPEC §13 programmes (drawn from the second stream) -------------------------------------
+#: Yearly converted appointments a telemarketer is headed for: silver, bronze or below bronze
+#: with the default thresholds (5 / 15). The year's earlier months make up what the demo month
+#: lacks; new hires aim at nothing (they have no earlier months).
+_YEAR_TARGETS = _Weighted(((15, 22), (5, 12), (1, 3)), (40, 45, 15))
+#: Ratings 1..5 by how well a person serves: most are liked, a few are not.
+_RATINGS = _Weighted(
+    (
+        _Weighted(range(1, 6), (1, 2, 7, 30, 60)),
+        _Weighted(range(1, 6), (3, 6, 16, 40, 35)),
+        _Weighted(range(1, 6), (10, 15, 30, 30, 15)),
+    ),
+    (30, 50, 20),
+)
+_UPGRADE_SHARE = 0.2  # customers with a purchase who later buy a dearer version of it
+_FEEDBACK_SHARE = 0.25  # sales the customer rates (with the sale_id)
+_VISIT_FEEDBACK_SHARE = 0.2  # held appointments without a sale the customer rates anyway
+_CALL_FEEDBACK_SHARE = 0.08  # customers called who rate their telemarketer
+_REVIEW_SHARE = 0.12  # sales, and customers' calls, that a supervisor reviews
+_SCORE_SHARE = 0.7  # reviews that carry a score
+_UNCONVERTED_SHARE = 0.25  # extra earlier-year leads that end held-without-sale or no-show
+
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -88,6 +120,7 @@ class DemoConfig:
     customers: int = 3000
     late_fraction: float = 0.02  # share of events whose arrival is shuffled late
     invalid_lines: int = 5  # garbage lines mixed in, to show dead letters
+    programmes: bool = True  # SPEC §13 data: upgrades, feedback, quality reviews, the year's hand-offs
 
     def __post_init__(self) -> None:
         _month_bounds(self.month)
@@ -166,6 +199,7 @@ class _Staff:
     def __init__(self, prefix: str, count: int, rng: random.Random) -> None:
         self.ids = [f"{prefix}-{index:03d}" for index in range(1, count + 1)]
         weights = [rng.lognormvariate(0, 0.5) for _ in self.ids]
+        self.new_hires = frozenset(self.ids[count - count // 12 :])
         for new_hire in range(count - count // 12, count):
             weights[new_hire] = 0.01
         self.weighted = _Weighted(self.ids, weights)
@@ -186,6 +220,17 @@ class _Draft:
     fields: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _Sold:
+    """A sale of the month as the programmes need it: who sold, when, and whether it survived."""
+
+    sale_id: str
+    at: int
+    seller: str
+    role: str
+    reversed: bool  # cancelled, or every unit refunded: it converts nothing (SPEC §5.7)
+
+
 @dataclass
 class _Story:
     """What one customer has done so far this month, so later steps follow from earlier ones."""
@@ -196,6 +241,16 @@ class _Story:
     offered: set[str] = field(default_factory=set)
     sales: int = 0
     last: int = 0  # instant of the latest step, so a repeat purchase comes after the first
+    called: int | None = None  # instant after the last callback, if the customer was called
+    sold: list[_Sold] = field(default_factory=list)
+    held: list[tuple[str, int]] = field(default_factory=list)  # (field rep, held instant)
+    holdings: dict[str, Decimal] = field(default_factory=dict)  # category -> dearest unit_price bought
+
+
+def _price(line: dict[str, Any]) -> Decimal:
+    """A line's unit_price, whichever way it was written (decimal string or JSON number)."""
+    price = line["unit_price"]
+    return Decimal(bytes(price).decode() if isinstance(price, msgspec.Raw) else price)
 
 
 class _Month:
@@ -214,27 +269,44 @@ class _Month:
         self.field_reps = _Staff("fr", config.field_reps, self.rng)
         self.counters: dict[str, int] = {}
         self.drafts: list[_Draft] = []
+        # SPEC §13: a second stream, so the version-1 events do not move when programmes are on
+        self.extra = random.Random(f"programmes:{config.seed}")
+        self.extra_clock = _Clock(start, self.extra)
+        self.year_start = int((start.replace(month=1) - start).total_seconds())  # <= 0
+        self.converted: collections.Counter[str] = collections.Counter()  # the month's, per telemarketer
+        self.traits = {
+            person: (_RATINGS.draw(self.extra), self.extra.uniform(0.7, 0.99))
+            for person in (*self.telemarketers.ids, *self.field_reps.ids)
+        }
 
     # -- ids and low-level helpers ------------------------------------------------------
 
-    def next_id(self, prefix: str) -> str:
-        """`prefix-YYYYMMsSEED-000042`: stable, readable, unique within the month and seed."""
-        number = self.counters.get(prefix, 0) + 1
-        self.counters[prefix] = number
-        return f"{prefix}-{self.tag}-{number:06d}"
+    def next_id(self, prefix: str, series: str = "") -> str:
+        """`prefix-YYYYMMsSEED-000042`: stable, readable, unique within the month and seed.
 
-    def after(self, at: int, low_hours: float, high_hours: float) -> int:
+        The programmes number their own series (`S-...-U000001`), so they shift no other id.
+        """
+        number = self.counters.get(prefix + series, 0) + 1
+        self.counters[prefix + series] = number
+        return f"{prefix}-{self.tag}-{series}{number:06d}"
+
+    def after(self, at: int, low_hours: float, high_hours: float, rng: random.Random | None = None) -> int:
         """An instant some hours after `at`, in shop hours."""
-        return _business_time(self.rng, at + int(self.rng.uniform(low_hours, high_hours) * _HOUR))
+        rng = rng or self.rng
+        return _business_time(rng, at + int(rng.uniform(low_hours, high_hours) * _HOUR))
 
-    def emit(self, at: int, event_type: str, prefix: str, customer_id: str, **fields: Any) -> bool:
-        """Record an event; refuse (False) one that would occur after the month ends."""
+    def emit(self, at: int, event_type: str, prefix: str, customer_id: str, series: str = "", **fields: Any) -> bool:
+        """Record an event; refuse (False) one that would occur after the month ends.
+
+        A `series` event (the programmes') takes its id from that series and its spelling of
+        time from the second stream.
+        """
         if at >= self.length:
             return False
         head = {
-            "event_id": self.next_id(prefix),
+            "event_id": self.next_id(prefix, series),
             "event_type": event_type,
-            "occurred_at": self.clock.render(at),
+            "occurred_at": (self.extra_clock if series else self.clock).render(at),
             "customer_id": customer_id,
         }
         self.drafts.append(_Draft(at, head | fields))
@@ -243,21 +315,36 @@ class _Month:
     # -- one customer's month -------------------------------------------------------------
 
     def customer(self, index: int) -> None:
-        """A small story: maybe callbacks, maybe an appointment, maybe sales and reversals."""
-        rng = self.rng
+        """One customer's month: the version-1 story, then what the programmes add to it."""
         story = _Story(
             customer_id=f"cust-{index:05d}",
             telemarketer=self.telemarketers.pick(),
-            interest=_ANCHORS.draw(rng),
+            interest=_ANCHORS.draw(self.rng),
         )
+        self.story(story)
+        if self.config.programmes:
+            self.upgrade(story)
+            self.kpi_events(story)
+        for field_rep, held_at in story.held:  # SPEC §5.7, as far as the month goes
+            if any(
+                sold.seller == field_rep and 0 <= sold.at - held_at <= 14 * _DAY and not sold.reversed
+                for sold in story.sold
+            ):
+                self.converted[story.telemarketer] += 1
+
+    def story(self, story: _Story) -> None:
+        """A small story: maybe callbacks, maybe an appointment, maybe sales and reversals."""
+        rng = self.rng
         at = _business_time(rng, rng.randrange(int(self.length * 0.6)))
         if rng.random() < 0.10:  # a walk-in: no call centre involved
             self.sale(story, at, self.field_reps.pick(), "field_rep")
             return
         at = self.callbacks(story, at)
+        story.called = at
         held = self.lead(story, at) if rng.random() < (0.65 if story.offered else 0.3) else None
         if held is not None:
             field_rep, held_at = held
+            story.held.append(held)
             if rng.random() < 0.75:
                 self.sale(story, self.after(held_at, 0.5, 72), field_rep, "field_rep")
         elif rng.random() < 0.6:
@@ -372,7 +459,17 @@ class _Month:
             return
         story.sales += 1
         story.last = at
-        self.reversal(story, at, sale_id, lines)
+        self.bought(story, lines)
+        reversed_ = self.reversal(story, at, sale_id, lines)
+        story.sold.append(_Sold(sale_id, at, seller, role, reversed_))
+
+    @staticmethod
+    def bought(story: _Story, lines: list[dict[str, Any]]) -> None:
+        """Remember the dearest unit_price bought per category: an upgrade must beat it."""
+        for line in lines:
+            price = _price(line)
+            if price > story.holdings.get(line["category"], Decimal(-1)):
+                story.holdings[line["category"]] = price
 
     def sale_lines(self, story: _Story, anchor: bool) -> list[dict[str, Any]]:
         """Categories for one sale; add-ons the customer was offered are likelier."""
@@ -396,10 +493,12 @@ class _Month:
             chosen.append(pool.pop(self.rng.choices(range(len(pool)), weights=weights)[0]))
         return chosen
 
-    def line(self, index: int, category: str) -> dict[str, Any]:
+    def line(
+        self, index: int, category: str, rng: random.Random | None = None, product: _Product | None = None
+    ) -> dict[str, Any]:
         """One sale line; cheap add-ons come in twos and threes more often."""
-        rng = self.rng
-        product = rng.choice(self.catalog[category])
+        rng = rng or self.rng
+        product = product or rng.choice(self.catalog[category])
         quantities = _SMALL_QUANTITIES if category in ("accessories", "software") else _QUANTITIES
         price: Any = product.price
         if rng.random() < _NUMBER_PRICE_SHARE:
@@ -412,23 +511,206 @@ class _Month:
             "unit_price": price,
         }
 
-    def reversal(self, story: _Story, at: int, sale_id: str, lines: list[dict[str, Any]]) -> None:
-        """~5% of sales refund some units within days; ~2% are cancelled."""
+    def reversal(self, story: _Story, at: int, sale_id: str, lines: list[dict[str, Any]]) -> bool:
+        """~5% of sales refund some units within days; ~2% are cancelled. True: nothing is left."""
         roll = self.rng.random()
         if roll < 0.06:
             refunded = self.rng.sample(lines, min(len(lines), self.rng.choice((1, 1, 2))))
-            self.emit(
-                self.after(at, 24, 10 * 24),
-                "refund",
-                "rf",
-                story.customer_id,
-                sale_id=sale_id,
-                lines=[
-                    {"line_id": line["line_id"], "quantity": self.rng.randint(1, line["quantity"])} for line in refunded
-                ],
+            when = self.after(at, 24, 10 * 24)
+            units = [
+                {"line_id": line["line_id"], "quantity": self.rng.randint(1, line["quantity"])} for line in refunded
+            ]
+            emitted = self.emit(when, "refund", "rf", story.customer_id, sale_id=sale_id, lines=units)
+            everything = len(refunded) == len(lines) and all(
+                unit["quantity"] == line["quantity"] for unit, line in zip(units, refunded, strict=True)
             )
-        elif roll < 0.085:
-            self.emit(self.after(at, 12, 14 * 24), "cancellation", "cx", story.customer_id, sale_id=sale_id)
+            return emitted and everything
+        if roll < 0.085:
+            return self.emit(self.after(at, 12, 14 * 24), "cancellation", "cx", story.customer_id, sale_id=sale_id)
+        return False
+
+    # -- SPEC §13 programmes: upgrades, feedback, quality reviews, the year's hand-offs ---------
+
+    def upgrade(self, story: _Story) -> None:
+        """A dearer version of a product the customer holds, days later: an upsell candidate.
+
+        Often the customer's telemarketer offered it first (a touch for the upsell, SPEC §13).
+        The uplift is an upsell only while the earlier line still has units; a refund or
+        cancellation of it turns the upgrade into whatever the rules make of it.
+        """
+        x = self.extra
+        if not story.sold or x.random() >= _UPGRADE_SHARE:
+            return
+        dearer = {
+            category: [product for product in self.catalog[category] if Decimal(product.price) > held]
+            for category, held in sorted(story.holdings.items())
+        }
+        candidates = [category for category, products in dearer.items() if products]
+        if not candidates:
+            return
+        category = x.choice(candidates)
+        at = self.after(story.last, 3 * 24, 18 * 24, x)
+        if x.random() < 0.5:
+            self.emit(
+                max(0, self.after(at, -72, -14, x)),
+                "callback",
+                "cb",
+                story.customer_id,
+                series="U",
+                telemarketer_id=story.telemarketer,
+                outcome="offer_made",
+                offered_categories=[category],
+            )
+        last = story.sold[-1]
+        roll = x.random()
+        if roll < 0.5:
+            seller, role = last.seller, last.role
+        elif roll < 0.75:
+            seller, role = story.telemarketer, "telemarketer"
+        else:
+            seller, role = str(self.field_reps.weighted.draw(x)), "field_rep"
+        lines = [self.line(1, category, x, x.choice(dearer[category]))]
+        sale_id = self.next_id("S", "U")
+        if self.emit(
+            at,
+            "sale",
+            "s",
+            story.customer_id,
+            series="U",
+            sale_id=sale_id,
+            seller_id=seller,
+            seller_role=role,
+            currency=CURRENCY,
+            lines=lines,
+        ):
+            story.sales += 1
+            story.last = at
+            self.bought(story, lines)
+            story.sold.append(_Sold(sale_id, at, seller, role, reversed=False))
+
+    def kpi_events(self, story: _Story) -> None:
+        """The month's `feedback` and `quality_review` events about the people who served the customer."""
+        x = self.extra
+        for sold in story.sold:
+            if x.random() < _FEEDBACK_SHARE:
+                self.feedback(story, self.after(sold.at, 2, 96, x), sold.seller, sold.role, sold.sale_id)
+            if x.random() < _REVIEW_SHARE:
+                self.review(story, self.after(sold.at, 1, 120, x), sold.seller, sold.role)
+        for field_rep, held_at in story.held:
+            if not any(sold.seller == field_rep for sold in story.sold) and x.random() < _VISIT_FEEDBACK_SHARE:
+                self.feedback(story, self.after(held_at, 2, 72, x), field_rep, "field_rep")
+        if story.called is not None:
+            if x.random() < _CALL_FEEDBACK_SHARE:
+                self.feedback(story, self.after(story.called, 1, 48, x), story.telemarketer, "telemarketer")
+            if x.random() < _REVIEW_SHARE:
+                self.review(story, self.after(story.called, 1, 72, x), story.telemarketer, "telemarketer")
+
+    def feedback(self, story: _Story, at: int, person: str, role: str, sale_id: str | None = None) -> None:
+        """A customer's rating 1..5 of a person, drawn from how well that person serves."""
+        ratings, _ = self.traits[person]
+        extra = {} if sale_id is None else {"sale_id": sale_id}
+        rating = ratings.draw(self.extra)
+        self.emit(
+            at,
+            "feedback",
+            "fb",
+            story.customer_id,
+            series="U",
+            person_id=person,
+            person_role=role,
+            rating=rating,
+            **extra,
+        )
+
+    def review(self, story: _Story, at: int, person: str, role: str) -> None:
+        """A supervisor's check that a call or visit followed the instructions, mostly with a score."""
+        x = self.extra
+        _, compliance = self.traits[person]
+        passed = x.random() < compliance
+        extra = {"score": x.randint(70, 100) if passed else x.randint(20, 69)} if x.random() < _SCORE_SHARE else {}
+        self.emit(
+            at,
+            "quality_review",
+            "qr",
+            story.customer_id,
+            series="U",
+            person_id=person,
+            person_role=role,
+            passed=passed,
+            **extra,
+        )
+
+    def year_of_handoffs(self) -> None:
+        """Converted hand-offs in the year's earlier months, where the demo month falls short.
+
+        Each telemarketer heads for a yearly count of converted appointments (SPEC §5.7, §13
+        lead points); the earlier months hold what the demo month does not give, one new
+        customer per lead, booked then held, the field rep selling 0.5-72 hours later, plus a
+        share of leads that do not convert. At most `customers` leads, shared round-robin, so
+        the size parameter still bounds the output. A January month has no earlier months.
+        """
+        x = self.extra
+        earliest, latest = self.year_start + 7 * _DAY, -5 * _DAY  # every step stays in the year, before the month
+        shortfall: dict[str, int] = {}
+        for telemarketer in self.telemarketers.ids:
+            low, high = (0, 0) if telemarketer in self.telemarketers.new_hires else _YEAR_TARGETS.draw(x)
+            shortfall[telemarketer] = max(0, x.randint(low, high) - self.converted[telemarketer])
+        if latest <= earliest:
+            return
+        leads: list[tuple[str, bool]] = []
+        budget = self.config.customers
+        while budget > 0 and any(shortfall.values()):
+            for telemarketer, missing in shortfall.items():
+                if missing and budget > 0:
+                    leads.append((telemarketer, True))
+                    shortfall[telemarketer] -= 1
+                    budget -= 1
+                    if budget > 0 and x.random() < _UNCONVERTED_SHARE:
+                        leads.append((telemarketer, False))
+                        budget -= 1
+        for index, (telemarketer, converts) in enumerate(leads, 1):
+            self.past_lead(
+                f"cust-y{index:05d}", telemarketer, converts, _business_time(x, x.randrange(earliest, latest))
+            )
+
+    def past_lead(self, customer_id: str, telemarketer: str, converts: bool, ended: int) -> None:
+        """One earlier-year lead: booked 1-6 days ahead, held (or missed), maybe sold within 3 days."""
+        x = self.extra
+        appointment = ended - x.randrange(_HOUR, 2 * _HOUR)
+        booked = _business_time(x, appointment - int(x.uniform(24, 6 * 24) * _HOUR))
+        lead = {
+            "lead_id": self.next_id("L", "Y"),
+            "telemarketer_id": telemarketer,
+            "field_rep_id": str(self.field_reps.weighted.draw(x)),
+        }
+        outcome = "held" if converts or x.random() < 0.6 else "no_show"
+        for at, status in ((booked, "booked"), (ended, outcome)):
+            self.emit(
+                at,
+                "lead_handoff",
+                "lh",
+                customer_id,
+                series="Y",
+                **lead,
+                status=status,
+                appointment_at=self.extra_clock.render(appointment),
+            )
+        if not converts:
+            return
+        anchor = _ANCHORS.draw(x)
+        categories = [anchor, *x.sample(MATRIX[anchor], x.choice((0, 0, 1)))]
+        self.emit(
+            self.after(ended, 0.5, 72, x),
+            "sale",
+            "s",
+            customer_id,
+            series="Y",
+            sale_id=self.next_id("S", "Y"),
+            seller_id=lead["field_rep_id"],
+            seller_role="field_rep",
+            currency=CURRENCY,
+            lines=[self.line(index, category, x) for index, category in enumerate(categories, 1)],
+        )
 
 
 # -- arrival order, duplicates and garbage ------------------------------------------------
@@ -445,7 +727,7 @@ def _arrival_keys(month: _Month, late_fraction: float) -> list[float]:
     late = rng.sample(range(len(keys)), round(late_fraction * len(keys)))
     for index in late:
         kind = month.drafts[index].fields["event_type"]
-        if kind in ("refund", "cancellation", "callback") and rng.random() < 0.5:
+        if kind in ("refund", "cancellation", "callback", "feedback", "quality_review") and rng.random() < 0.5:
             keys[index] = month.length + rng.uniform(0, 2 * _DAY)
         else:
             keys[index] += rng.uniform(2 * _HOUR, 5 * _DAY)
@@ -477,6 +759,8 @@ def generate(config: DemoConfig = DemoConfig()) -> list[bytes]:
     month = _Month(config)
     for index in range(1, config.customers + 1):
         month.customer(index)
+    if config.programmes:
+        month.year_of_handoffs()
     rng = month.rng
     lines = [msgspec.json.encode(draft.fields) for draft in month.drafts]
     keyed = list(zip(_arrival_keys(month, config.late_fraction), range(len(lines)), lines, strict=True))
@@ -543,7 +827,9 @@ def _history_event(month: _Month, story: _Story, at: int, open_lines: _OpenLines
         open_lines.extend((sale_id, line) for line in lines)
     else:
         outcome = _CALL_OUTCOMES.draw(rng) if rng.random() < 0.5 else "offer_made"
-        extra = {"offered_categories": rng.sample(MATRIX[story.interest], 1)} if outcome == "offer_made" else {}
+        extra: dict[str, Any] = (
+            {"offered_categories": rng.sample(MATRIX[story.interest], 1)} if outcome == "offer_made" else {}
+        )
         story.offered.update(extra.get("offered_categories", ()))
         caller = month.telemarketers.pick()
         month.emit(at, "callback", "cb", cid, telemarketer_id=caller, outcome=outcome, **extra)
