@@ -52,6 +52,11 @@ bench-smoke: setup ## every benchmark measurement, tiny (CI; figures printed, no
 clean: ## remove the embedded data directory (.crmbonus/)
 	rm -rf .crmbonus
 
+docs: setup ## regenerate the generated parts of docs/*.md (plan keys, events, reasons, columns, metrics, ...)
+	$(PY) -m stream.docs
+
+.PHONY: docs
+
 .PHONY: help setup system-deps demo lint test unit wheel-test bench bench-smoke clean
 
 # --- a real Apache Kafka broker (KRaft, one node) for tests, benchmarks and local use: tests/apache_kafka.py
