@@ -24,14 +24,22 @@ from stream.errors import CrmbonusError
 from stream.periods import period_of
 from stream.plan import Plan
 
-MONEY_COLUMNS = ("cross_sell_amount", "cross_sell_bonus", "appointment_bonus", "prior_adjustments", "total_bonus")
 #: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): these first characters.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: The numeric columns of a `bonus_running` row (counts and money): the text ones are the key and role.
 #: A numeric column added to `RunningRow` joins them; one that is not a figure (a plan version) must not.
-NUMERIC_COLUMNS = tuple(f.name for f in fields(RunningRow) if f.type in ("int", "Decimal"))
+#: The programmes' columns of SPEC section 14 are named here too, in RunningRow's order, so a row with
+#: only an upsell count (a plan with rate 0) is a figure whatever RunningRow holds yet.
+PROGRAMME_COLUMNS = ("upsell_count", "upsell_amount", "upsell_bonus", "kpi_bonus", "prize_bonus")
+NUMERIC_COLUMNS = tuple(dict.fromkeys(
+    [*(f.name for f in fields(RunningRow) if f.type in ("int", "Decimal")), *PROGRAMME_COLUMNS]))
+#: The money columns of a payroll file, summed in its totals.
+MONEY_COLUMNS = tuple(f.name for f in fields(RunningRow) if f.type == "Decimal")
 #: SQL: the row (of bonus_running or bonus_settled, unqualified) has a numeric column that is not zero.
 NONZERO_ROW = "(" + " OR ".join(f"{name} <> 0" for name in NUMERIC_COLUMNS) + ")"
+#: SQL: the calendar year of a bonus row's period (`b`), the key of its `lead_points` (SPEC section 13).
+YEAR_OF_PERIOD = "substr(b.period, 1, 4)::integer"
+ZERO_MONEY = Decimal("0.00")
 
 
 def csv_cell(value: object) -> object:
@@ -99,6 +107,9 @@ async def payroll_file(conn: asyncpg.Connection, period: str) -> PayrollFile:
 
 @dataclass(frozen=True)
 class Standing:
+    """One person's place on a leaderboard: their `bonus_running` figures, and the lead points and
+    badge of the period's year (SPEC sections 13-14: `lead_points`; none for who has no row there)."""
+
     rank: int
     person_id: str
     role: str
@@ -107,6 +118,17 @@ class Standing:
     appointments_held: int
     appointments_converted: int
     total_bonus: Decimal
+    cross_sell_bonus: Decimal = ZERO_MONEY
+    appointment_bonus: Decimal = ZERO_MONEY
+    prior_adjustments: Decimal = ZERO_MONEY
+    upsell_count: int = 0
+    upsell_amount: Decimal = ZERO_MONEY
+    upsell_bonus: Decimal = ZERO_MONEY
+    kpi_bonus: Decimal = ZERO_MONEY
+    prize_bonus: Decimal = ZERO_MONEY
+    lead_points: int = 0
+    badge: str = "none"
+    gold: bool = False
 
 
 async def periods(conn: asyncpg.Connection) -> list[str]:
@@ -129,15 +151,22 @@ def default_period(periods: list[str], current: str) -> str | None:
 async def leaderboard(
     conn: asyncpg.Connection, period: str, role: str | None = None, limit: int | None = None
 ) -> list[Standing]:
-    """People of a period ranked by total bonus, then cross-sell amount; ties share a rank."""
+    """People of a period ranked by total bonus, then cross-sell amount; ties share a rank. Each with
+    the lead points, badge and gold of the period's calendar year (`lead_points`)."""
     if role is not None and role not in ROLES:
         raise CrmbonusError(f"role {role!r} must be one of {', '.join(ROLES)}")
     rows: Sequence[asyncpg.Record] = await conn.fetch(
         f"""
-        SELECT rank() OVER (ORDER BY total_bonus DESC, cross_sell_amount DESC) AS rank, person_id, role,
-               cross_sell_count, cross_sell_amount, appointments_held, appointments_converted, total_bonus
-        FROM bonus_running WHERE period = $1 AND ($2::text IS NULL OR role = $2) AND {NONZERO_ROW}
-        ORDER BY total_bonus DESC, cross_sell_amount DESC, person_id
+        SELECT rank() OVER (ORDER BY b.total_bonus DESC, b.cross_sell_amount DESC) AS rank, b.person_id, b.role,
+               b.cross_sell_count, b.cross_sell_amount, b.appointments_held, b.appointments_converted,
+               b.total_bonus, b.cross_sell_bonus, b.appointment_bonus, b.prior_adjustments,
+               b.upsell_count, b.upsell_amount, b.upsell_bonus, b.kpi_bonus, b.prize_bonus,
+               COALESCE(lp.points, 0) AS lead_points, COALESCE(lp.badge, 'none') AS badge,
+               COALESCE(lp.gold, false) AS gold
+        FROM bonus_running b
+        LEFT JOIN lead_points lp ON lp.year = {YEAR_OF_PERIOD} AND lp.person_id = b.person_id
+        WHERE b.period = $1 AND ($2::text IS NULL OR b.role = $2) AND {NONZERO_ROW}
+        ORDER BY b.total_bonus DESC, b.cross_sell_amount DESC, b.person_id
         LIMIT $3
         """,
         period, role, limit,

@@ -1,5 +1,6 @@
 """Every SQL query of the Grafana leaderboard dashboard runs on the migrated schema and
-returns what its panel shows (SPEC sections 6 and 9).
+returns what its panel shows (SPEC sections 6, 9, 13 and 14: the programmes' bonus columns, the
+lead points and badge of the period's year, zero rows left out).
 
 Grafana substitutes the dashboard variables before it sends the SQL; `render` does the
 same for the forms the dashboard may use, so a renamed column, a broken variable or an
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.integration
 LEADERBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "leaderboard.json"
 PERIOD = "2026-11"
 TABLE_COLUMNS = ["rank", "person_id", "role", "cross_sell_count", "cross_sell_amount", "appointments_held",
-                 "appointments_converted", "cross_sell_bonus", "appointment_bonus", "prior_adjustments",
-                 "total_bonus"]
+                 "appointments_converted", "cross_sell_bonus", "appointment_bonus", "upsell_count", "upsell_bonus",
+                 "kpi_bonus", "prize_bonus", "prior_adjustments", "total_bonus", "lead_points", "badge", "gold"]
 
 # (period, person_id, role, cross_sell_count, cross_sell_amount, held, converted,
 #  cross_sell_bonus, appointment_bonus, prior_adjustments); total_bonus is derived.
@@ -35,17 +36,50 @@ ROWS: list[tuple[str, str, str, int, str, int, int, str, str, str]] = [
     *[(PERIOD, f"tm-{i:02d}", "telemarketer", i, f"{i * 100}.00", i, 0, "0.00", f"{i * 25}.00", "0.00")
       for i in range(1, 13)],
     (PERIOD, "tm-06b", "telemarketer", 0, "0.00", 6, 0, "0.00", "150.00", "0.00"),
+    # SPEC 14: figures only in the programmes' columns (below) are figures; a row of zeros is nobody's
+    (PERIOD, "fr-upsell", "field_rep", 0, "0.00", 0, 0, "0.00", "0.00", "0.00"),
+    (PERIOD, "tm-kpi", "telemarketer", 0, "0.00", 0, 0, "0.00", "0.00", "0.00"),
+    (PERIOD, "tm-zero", "telemarketer", 0, "0.00", 0, 0, "0.00", "0.00", "0.00"),
     ("2026-10", "fr-ann", "field_rep", 9, "9999.00", 0, 0, "399.95", "0.00", "0.00"),
     ("2026-10", "tm-99", "telemarketer", 0, "0.00", 3, 1, "0.00", "85.00", "0.00"),
+    ("2026-09", "tm-zero", "telemarketer", 0, "0.00", 0, 0, "0.00", "0.00", "0.00"),  # a month of zeros only
 ]
+#: SPEC 13's programmes: (period, person) -> upsell_count, upsell_amount, upsell_bonus, kpi_bonus, prize_bonus
+PROGRAMMES: dict[tuple[str, str], tuple[int, str, str, str, str]] = {
+    (PERIOD, "tm-12"): (2, "300.00", "30.00", "120.00", "500.00"),
+    (PERIOD, "fr-ann"): (1, "50.00", "5.00", "0.00", "0.00"),
+    (PERIOD, "fr-upsell"): (1, "0.00", "0.00", "0.00", "0.00"),  # an upsell at rate 0: counted, no bonus
+    (PERIOD, "tm-kpi"): (0, "0.00", "0.00", "33.34", "0.00"),
+}
+#: lead_points: (year, person_id, points, turnover, badge, gold); joined on the period's year only
+LEADS: list[tuple[int, str, int, str, str, bool]] = [
+    (2026, "tm-12", 17, "15000.00", "silver", True),
+    (2026, "tm-03", 6, "2000.00", "bronze", False),
+    (2026, "tm-kpi", 1, "10.00", "none", False),
+    (2025, "tm-11", 30, "99999.00", "silver", True),  # another year: not this period's
+]
+NO_PROGRAMME = (0, "0.00", "0.00", "0.00", "0.00")
+ZERO_PEOPLE = {"tm-zero"}
+
+
+def programmes(row: tuple[Any, ...]) -> tuple[int, str, str, str, str]:
+    return PROGRAMMES.get((row[0], row[1]), NO_PROGRAMME)
+
+
+def lead(row: tuple[Any, ...]) -> tuple[int, str, bool]:
+    """(lead_points, badge, gold) of the row's person in the period's year; 0, none, false without one."""
+    found = [(points, badge, gold) for year, person, points, _, badge, gold in LEADS
+             if year == int(row[0][:4]) and person == row[1]]
+    return found[0] if found else (0, "none", False)
 
 
 def total(row: tuple[Any, ...]) -> Decimal:
-    return Decimal(row[7]) + Decimal(row[8]) + Decimal(row[9])
+    _, _, upsell_bonus, kpi_bonus, prize_bonus = programmes(row)
+    return sum((Decimal(v) for v in (row[7], row[8], row[9], upsell_bonus, kpi_bonus, prize_bonus)), Decimal(0))
 
 
 def expected(role: str | None) -> list[tuple[Any, ...]]:
-    rows = [r for r in ROWS if r[0] == PERIOD and (role is None or r[2] == role)]
+    rows = [r for r in ROWS if r[0] == PERIOD and (role is None or r[2] == role) and r[1] not in ZERO_PEOPLE]
     return sorted(rows, key=lambda r: (-total(r), r[1]))
 
 
@@ -115,11 +149,17 @@ async def seed(conn: asyncpg.Connection) -> None:
     await conn.executemany(
         "INSERT INTO bonus_running (period, person_id, role, cross_sell_count, cross_sell_amount,"
         " appointments_held, appointments_converted, cross_sell_bonus, appointment_bonus,"
-        " prior_adjustments, total_bonus) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        " prior_adjustments, total_bonus, upsell_count, upsell_amount, upsell_bonus, kpi_bonus, prize_bonus)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         [(p, person, role, n, Decimal(amount), held, conv, Decimal(csb), Decimal(ab), Decimal(adj),
-          total((p, person, role, n, amount, held, conv, csb, ab, adj)))
-         for p, person, role, n, amount, held, conv, csb, ab, adj in ROWS],
+          total(row), upsells, *(Decimal(v) for v in money))
+         for row in ROWS
+         for (p, person, role, n, amount, held, conv, csb, ab, adj), (upsells, *money) in [(row, programmes(row))]],
     )
+    await conn.executemany("INSERT INTO lead_points (year, person_id, points, turnover, badge, gold)"
+                           " VALUES ($1, $2, $3, $4, $5, $6)",
+                           [(year, person, points, Decimal(turnover), badge, gold)
+                            for year, person, points, turnover, badge, gold in LEADS])
 
 
 @pytest.mark.parametrize("role", ["telemarketer", "field_rep", None], ids=["telemarketer", "field_rep", "All"])
@@ -146,6 +186,9 @@ async def test_leaderboard_queries_run_and_rank_by_total_bonus(pg_url: str, role
                     (w[1], w[2], total(w)) for w in want
                 ]
                 assert [r["cross_sell_amount"] for r in rows] == [Decimal(w[4]) for w in want]
+                assert [(r["upsell_count"], r["upsell_bonus"], r["kpi_bonus"], r["prize_bonus"]) for r in rows] == [
+                    (programmes(w)[0], *(Decimal(v) for v in programmes(w)[2:])) for w in want]
+                assert [(r["lead_points"], r["badge"], r["gold"]) for r in rows] == [lead(w) for w in want]
                 # RANK(): ties share a rank, the next rank skips
                 ranks = [r["rank"] for r in rows]
                 assert ranks[0] == 1
@@ -172,6 +215,26 @@ async def test_leaderboard_queries_run_and_rank_by_total_bonus(pg_url: str, role
                 raise AssertionError(f"no expectation for panel {key!r}")
     finally:
         await conn.close()
+
+
+async def test_the_table_shows_the_programmes_and_the_years_lead_points_without_zero_rows(pg_url: str) -> None:
+    dashboard = load_leaderboard()
+    values, multi = selection(dashboard, None)
+    (sql,) = [sql for key, sql in panel_queries(dashboard).items() if key.startswith("table:")]
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await seed(conn)
+        rows = {r["person_id"]: dict(r) for r in await conn.fetch(render(sql, values, multi))}
+    finally:
+        await conn.close()
+    assert "tm-zero" not in rows and {"fr-upsell", "tm-kpi"} <= set(rows)  # a figure in a new column is a figure
+    top = rows["tm-12"]
+    assert (top["rank"], top["upsell_count"], top["upsell_bonus"], top["kpi_bonus"], top["prize_bonus"],
+            top["total_bonus"]) == (1, 2, Decimal("30.00"), Decimal("120.00"), Decimal("500.00"), Decimal("950.00"))
+    assert (top["lead_points"], top["badge"], top["gold"]) == (17, "silver", True)
+    assert (rows["tm-03"]["lead_points"], rows["tm-03"]["badge"], rows["tm-03"]["gold"]) == (6, "bronze", False)
+    assert (rows["tm-11"]["lead_points"], rows["tm-11"]["badge"], rows["tm-11"]["gold"]) == (0, "none", False)  # 2025's
+    assert (rows["fr-upsell"]["upsell_count"], rows["fr-upsell"]["total_bonus"]) == (1, Decimal("0.00"))
 
 
 async def test_leaderboard_queries_on_an_empty_table(pg_url: str) -> None:
