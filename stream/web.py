@@ -16,12 +16,14 @@ CRMBONUS_WEB_TOKEN set, every path but /health and /metrics needs `Authorization
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,10 +191,12 @@ async def leaderboard_json(runtime: Runtime, query: Any, now: datetime | None = 
         "period": period,
         "role": role,
         "periods": periods,
-        "rows": [
-            {"rank": r.rank, "person_id": r.person_id, "role": r.role, "cross_sell_count": r.cross_sell_count,
-             "cross_sell_amount": str(r.cross_sell_amount), "appointments_held": r.appointments_held,
-             "appointments_converted": r.appointments_converted, "total_bonus": str(r.total_bonus)}
-            for r in rows
-        ],
+        "rows": [standing_json(row) for row in rows],
     }
+
+
+def standing_json(standing: reports.Standing) -> dict[str, Any]:
+    """A leaderboard row for the API: counts as integers, money as exact strings ("10.65"), the
+    year's lead points, badge (`none`, `bronze`, `silver`) and gold (a boolean)."""
+    return {name: str(value) if isinstance(value, Decimal) else value
+            for name, value in dataclasses.asdict(standing).items()}

@@ -41,6 +41,12 @@ HOSTILE = ("[link=https://x.example]a[/link]", "[/bold]", "<img src=x onerror=\"
            "</script><script>window.pwned=1</script>", "\"><b>b</b>", "{{7*7}} ${7*7}", "fr-\u202eevil")
 
 
+#: An API row's figures of the programmes a version-1 plan has not, and of what a field rep has not.
+NOTHING_ELSE = {"appointment_bonus": "0.00", "prior_adjustments": "0.00", "upsell_count": 0, "upsell_amount": "0.00",
+                "upsell_bonus": "0.00", "kpi_bonus": "0.00", "prize_bonus": "0.00", "lead_points": 0, "badge": "none",
+                "gold": False}
+
+
 class Worker:
     def __init__(self, base: str, data_dir: Path, process: subprocess.Popen[bytes], token: str | None = None) -> None:
         self.base, self.data_dir, self.process, self.token = base, data_dir, process, token
@@ -127,9 +133,11 @@ def test_health_metrics_and_api_of_a_running_worker(worker: Worker, pg_url: str)
     november = worker.api("?period=2026-11&role=field_rep")
     assert november["rows"] == [
         {"rank": 1, "person_id": "fr-1", "role": "field_rep", "cross_sell_count": 4, "cross_sell_amount": "355.00",
-         "appointments_held": 0, "appointments_converted": 0, "total_bonus": "10.65"},
+         "appointments_held": 0, "appointments_converted": 0, "total_bonus": "10.65", "cross_sell_bonus": "10.65",
+         **NOTHING_ELSE},
         {"rank": 2, "person_id": "fr-2", "role": "field_rep", "cross_sell_count": 2, "cross_sell_amount": "105.00",
-         "appointments_held": 0, "appointments_converted": 0, "total_bonus": "0.00"},
+         "appointments_held": 0, "appointments_converted": 0, "total_bonus": "0.00", "cross_sell_bonus": "0.00",
+         **NOTHING_ELSE},
     ]
     assert get(f"{worker.base}/api/leaderboard?period=november")[0] == 400
 
@@ -161,8 +169,12 @@ def test_leaderboard_page_in_a_real_browser_updates_itself(worker: Worker) -> No
             page.wait_for_selector("#rows tr[data-person='fr-1']")
             rows = page.locator("#rows tr")
             assert rows.count() == 4
-            first = [cell.strip() for cell in rows.nth(0).locator("td").all_inner_texts()]
-            assert first == ["1", "tm-2", "telemarketer", "2", "45.00", "1 held · 1 conv.", "35.00"]
+            first = by_header(page, "tm-2")
+            assert {name: first[name] for name in ("#", "person", "role", "cross-sells", "amount", "appointments",
+                                                   "bonus")} == {
+                "#": "1", "person": "tm-2", "role": "telemarketer", "cross-sells": "2", "amount": "45.00",
+                "appointments": "1 held · 1 conv.", "bonus": "35.00"}
+            assert not {"upsells", "KPI", "prize"} & set(first)  # the default plan has none of them
             assert page.locator("#period").input_value() == "2026-11"
 
             # a new event lands: fr-1 gets a fifth cross-sell, and the open page follows without a reload
@@ -170,11 +182,21 @@ def test_leaderboard_page_in_a_real_browser_updates_itself(worker: Worker) -> No
             page.wait_for_function(
                 "() => document.querySelector(\"#rows tr[data-person='fr-1'] td:nth-child(4)\").textContent === '5'",
                 timeout=30_000)
-            fr1 = [cell.strip() for cell in page.locator("#rows tr[data-person='fr-1'] td").all_inner_texts()]
-            assert fr1 == ["2", "fr-1", "field rep", "5", "555.00", "0 held · 0 conv.", "16.65"]
+            fr1 = by_header(page, "fr-1")
+            assert {name: fr1[name] for name in ("#", "person", "role", "cross-sells", "amount", "appointments",
+                                                 "bonus")} == {
+                "#": "2", "person": "fr-1", "role": "field rep", "cross-sells": "5", "amount": "555.00",
+                "appointments": "0 held · 0 conv.", "bonus": "16.65"}
             page.screenshot(path=str(worker.data_dir / "leaderboard.png"))
         finally:
             browser.close()
+
+
+def by_header(page: Any, person: str) -> dict[str, str]:
+    """The cells of `person`'s row on the page, by their column's header (columns come and go with the data)."""
+    headers = [text.strip() for text in page.locator("#head th").all_inner_texts()]
+    cells = [text.strip() for text in page.locator(f"#rows tr[data-person='{person}'] td").all_inner_texts()]
+    return dict(zip(headers, cells, strict=True))
 
 
 def write_extra_sale(directory: Path) -> Path:
@@ -358,3 +380,67 @@ async def test_the_page_shows_hostile_ids_literally_and_passes_its_token_on(
             assert TOKEN in page.url  # kept for a reload
         finally:
             await browser.close()
+
+
+D = Decimal
+
+
+async def add_programme_rows(url: str) -> None:
+    """November 2026 under a plan with every programme: upsells, KPI, the gold prize, lead points (SPEC 13);
+    a row whose only figure is an upsell count, and one of zeros."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.executemany(
+            "INSERT INTO bonus_running (period, person_id, role, cross_sell_count, cross_sell_amount,"
+            " appointments_held, appointments_converted, cross_sell_bonus, appointment_bonus, prior_adjustments,"
+            " total_bonus, upsell_count, upsell_amount, upsell_bonus, kpi_bonus, prize_bonus, plan_version)"
+            " VALUES ('2026-11', $1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12, $13, $14, 'demo-1')",
+            [("tm-gold", "telemarketer", 3, D("400.00"), 20, 16, D("0.00"), D("660.00"), D("1322.00"), 2,
+              D("120.00"), D("12.00"), D("150.00"), D("500.00")),
+             ("fr-upsell-only", "field_rep", 0, D("0.00"), 0, 0, D("0.00"), D("0.00"), D("0.00"), 1, D("80.00"),
+              D("0.00"), D("0.00"), D("0.00")),
+             ("tm-zero", "telemarketer", 0, D("0.00"), 0, 0, D("0.00"), D("0.00"), D("0.00"), 0, D("0.00"),
+              D("0.00"), D("0.00"), D("0.00"))])
+        await conn.executemany("INSERT INTO lead_points VALUES ($1, $2, $3, $4, $5, $6)",
+                               [(2026, "tm-gold", 16, D("24000.00"), "silver", True),
+                                (2025, "fr-upsell-only", 9, D("10.00"), "bronze", False)])
+    finally:
+        await conn.close()
+
+
+
+def test_the_api_and_the_page_show_the_programmes_and_the_years_lead_points(worker: Worker, pg_url: str) -> None:
+    import asyncio
+
+    asyncio.run(add_programme_rows(pg_url))
+    november = worker.api("?period=2026-11")
+    assert november["rows"] == [
+        {"rank": 1, "person_id": "tm-gold", "role": "telemarketer", "cross_sell_count": 3,
+         "cross_sell_amount": "400.00", "appointments_held": 20, "appointments_converted": 16, "total_bonus": "1322.00",
+         "cross_sell_bonus": "0.00", "appointment_bonus": "660.00", "prior_adjustments": "0.00", "upsell_count": 2,
+         "upsell_amount": "120.00", "upsell_bonus": "12.00", "kpi_bonus": "150.00", "prize_bonus": "500.00",
+         "lead_points": 16, "badge": "silver", "gold": True},
+        {"rank": 2, "person_id": "fr-upsell-only", "role": "field_rep", "cross_sell_count": 0,
+         "cross_sell_amount": "0.00", "appointments_held": 0, "appointments_converted": 0, "total_bonus": "0.00",
+         "cross_sell_bonus": "0.00", **NOTHING_ELSE, "upsell_count": 1, "upsell_amount": "80.00"},
+    ]  # tm-zero: a row of zeros is nobody's rank; fr-upsell-only's points are 2025's, not November 2026's
+    if CHROMIUM is None:
+        pytest.skip("the page part needs Debian's chromium (make system-deps)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.goto(f"{worker.base}/leaderboard?period=2026-11")
+            page.wait_for_selector("#rows tr[data-person='tm-gold']")
+            assert page.locator("#rows tr").count() == 2
+            assert by_header(page, "tm-gold") == {
+                "#": "1", "person": "tm-gold", "role": "telemarketer", "cross-sells": "3", "amount": "400.00",
+                "upsells": "2 · 12.00", "appointments": "20 held · 16 conv.", "KPI": "150.00", "prize": "500.00",
+                "lead points": "16 · silver · gold", "bonus": "1,322.00"}
+            assert by_header(page, "fr-upsell-only")["lead points"] == "0"
+            assert page.locator("#rows tr[data-person='tm-gold'] td.gold").count() == 1
+        finally:
+            browser.close()
