@@ -1,10 +1,25 @@
-"""Keeps `credits`, `credit_totals` and `bonus_running` equal to a from-scratch computation.
+"""Keeps `credits`, `customer_facts`, the totals and `bonus_running`, `lead_points` and
+`kpi_scores` equal to a from-scratch computation (stream/bonus.py `compute_results`).
 
-When events of a customer arrive, the customer's credits are computed again from
-all of its stored events (the rules are per customer, SPEC section 5), compared
-with the credits in force, and only the difference is written: removed credits
-are deleted (a retraction), new ones inserted, and the per-person totals moved by
-the same deltas. That is what makes the tables independent of arrival order.
+When events of a customer arrive, the customer's credits and facts are computed again from
+all of its stored events (the rules are per customer, SPEC sections 5 and 13), compared
+with the rows in force, and only the difference is written: removed rows are deleted (a
+retraction), new ones inserted, and the per-person totals moved by the same deltas. That is
+what makes the tables independent of arrival order.
+
+How the sums stay exact with several workers at once (issue 15, 4a). Every total is a sum
+over customers, and each customer's part is changed only under the lock of its `customers`
+row (`_take_customers`), so no two batches recompute one customer at once. A person's month
+(`credit_totals`) and a telemarketer's year (`lead_totals`) are moved by adding deltas
+(`x = x + delta` in one upsert), which Postgres serialises per row: the second batch waits
+for the first to commit and adds to the committed value. What is derived from a total is
+derived after the upsert, in the same transaction, while its row lock is held: the
+`bonus_running` and `kpi_scores` rows from `credit_totals`, the badges from `lead_totals`.
+The gold prize is the one figure derived from MANY rows (the year's greatest turnover), so a
+batch that moves a year's leads first takes that year's advisory lock (`_take_years`), before
+any total is touched: one batch at a time reads the year whole, and its prize changes go into
+the December months as deltas with the rest. Locks are taken in one order by every batch:
+customers, years, then total rows sorted by key; no cycle, so no deadlock between batches.
 """
 
 from __future__ import annotations
@@ -14,15 +29,30 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 
 from schemas.events import Event
-from stream import rules, settlement, store
-from stream.bonus import NOTHING, RUNNING_COLUMNS, PersonKey, Tally, add_tallies, running_row, tally
-from stream.diff import diff_credits
+from stream import kpi, leads, rules, settlement, store
+from stream.bonus import (
+    EARNED_COLUMNS,
+    FIGURE_COLUMNS,
+    NOTHING,
+    RUNNING_COLUMNS,
+    PersonKey,
+    RunningRow,
+    Tally,
+    add_tallies,
+    has_figures,
+    person_kpi_scores,
+    running_row,
+    tally,
+)
+from stream.diff import diff_customer
+from stream.leads import NO_LEADS, LeadTally, YearKey
 from stream.plan import Plan
-from stream.rules import Credit
+from stream.rules import Credit, Fact
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +73,12 @@ class RulesError(Exception):
 
 #: Credit fields in table order; the named tuple and the table share these names.
 CREDIT_FIELDS = Credit._fields
+#: `customer_facts` columns, as `Fact` names them.
+FACT_FIELDS = Fact._fields
+#: The advisory lock of a year's leads (with the year as second key): see the module doc.
+LEAD_YEAR_LOCK = 0x6C656164
+
+Row = TypeVar("Row", Credit, Fact)
 
 
 @dataclass
@@ -52,6 +88,7 @@ class CachedCustomer:
     version: int
     events: list[Event]
     credits: dict[Credit, int]  # credit in force -> its row id
+    facts: dict[Fact, int] = field(default_factory=dict)  # fact in force -> its row id
 
 
 class CustomerCache:
@@ -82,7 +119,7 @@ class CustomerCache:
         it was stored before, so there is nothing to read back.
         """
         if version == 0:
-            return CachedCustomer(0, [], {})
+            return CachedCustomer(0, [], {}, {})
         entry = self.entries.get(customer_id)
         if entry is None or entry.version != version:
             self.misses += 1
@@ -119,12 +156,19 @@ class LedgerChange:
 
 
 async def recompute_customers(
-    conn: asyncpg.Connection, new_events: Mapping[str, Sequence[Event]], plan: Plan, cache: CustomerCache
+    conn: asyncpg.Connection,
+    new_events: Mapping[str, Sequence[Event]],
+    plan: Plan,
+    cache: CustomerCache,
+    *,
+    force: bool = False,
 ) -> LedgerChange:
-    """Bring the credits of the customers with new events, and the bonus rows they feed, up to date.
+    """Bring the credits and facts of the customers with new events, and the rows they feed,
+    up to date.
 
     `new_events` are the events this batch stored, per customer. The rest of each
-    customer's history comes from the cache when current, else from Postgres.
+    customer's history comes from the cache when current, else from Postgres. `force`
+    recomputes every customer named, new events or not (a rebuild, a changed plan).
     """
     ids = sorted(new_events)
     change = LedgerChange()
@@ -134,36 +178,53 @@ async def recompute_customers(
     cached = {cid: entry for cid in ids if (entry := cache.get(cid, versions[cid] - 1)) is not None}
     # Credits in force always equal the rules over the stored events, so a customer whose
     # new events cannot change them keeps its credits: no reading, no recomputation.
-    unchanged = {cid for cid in ids if not rules.can_change_credits(
+    unchanged = set() if force else {cid for cid in ids if not rules.can_change_credits(
         new_events[cid], cached[cid].events if cid in cached else None)}
     missing = [cid for cid in ids if cid not in cached and cid not in unchanged]
     stored = await store.load_customer_events(conn, missing)  # this batch's events included
-    in_force = await _credits_in_force(conn, missing)
-    removed: dict[Credit, int] = {}
+    in_force = await _rows_in_force(conn, "credits", CREDIT_FIELDS, Credit, missing)
+    facts_in_force = await _rows_in_force(conn, "customer_facts", FACT_FIELDS, Fact, missing)
+    removed: list[int] = []
+    facts_removed: list[int] = []
     added: list[Credit] = []
+    facts_added: list[Fact] = []
     deltas: dict[PersonKey, Tally] = {}
+    lead_deltas: dict[YearKey, LeadTally] = {}
     for cid in ids:
         entry = cached.get(cid)
         if cid in unchanged:
             if entry is not None:  # still current after this batch, with the new events
-                # a new list (a rollback keeps the old entry), the same credits (nothing adds to them)
+                # a new list (a rollback keeps the old entry), the same rows (nothing adds to them)
                 change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
-                                                    entry.credits)
+                                                    entry.credits, entry.facts)
             continue
         history = [*entry.events, *new_events[cid]] if entry else stored[cid]
         try:
-            customer = diff_credits(entry.credits if entry else in_force.get(cid, {}),
-                                    rules.credit_customer(history, plan))
+            customer = diff_customer(entry.credits if entry else in_force.get(cid, {}),
+                                     entry.facts if entry else facts_in_force.get(cid, {}),
+                                     rules.customer_outcome(history, plan))
             add_tallies(deltas, customer.deltas)
+            for key, lead_delta in customer.lead_deltas.items():
+                lead_deltas[key] = lead_deltas.get(key, NO_LEADS) + lead_delta
         except (ArithmeticError, ValueError) as error:
             raise RulesError(cid, error) from error
-        removed.update(customer.removed)
+        removed += customer.removed.values()
+        facts_removed += customer.facts_removed.values()
         added.extend(customer.added)  # new rows' ids in that order
-        change.staged[cid] = CachedCustomer(versions[cid], history, customer.kept)  # new credits join below
+        facts_added.extend(customer.facts_added)
+        # new rows join below
+        change.staged[cid] = CachedCustomer(versions[cid], history, customer.kept, customer.facts_kept)
     if removed:
-        await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", list(removed.values()))
-    for credit, row_id in zip(added, await _insert_credits(conn, added), strict=True):
+        await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", removed)
+    if facts_removed:
+        await conn.execute("DELETE FROM customer_facts WHERE id = ANY($1::bigint[])", facts_removed)
+    for credit, row_id in zip(added, await _insert_rows(conn, "credits", CREDIT_FIELDS, added), strict=True):
         change.staged[credit.customer_id].credits[credit] = row_id
+    for fact, row_id in zip(facts_added, await _insert_rows(conn, "customer_facts", FACT_FIELDS, facts_added),
+                            strict=True):
+        change.staged[fact.customer_id].facts[fact] = row_id
+    lead_deltas = {key: delta for key, delta in lead_deltas.items() if delta != NO_LEADS}
+    add_tallies(deltas, await _move_leads(conn, lead_deltas, plan))
     # A credit replaced by an equal-weight one (another touch, the same amount) moves no total.
     deltas = {key: delta for key, delta in deltas.items() if delta != NOTHING}
     await _apply_deltas(conn, deltas)
@@ -190,35 +251,100 @@ async def _take_customers(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[
     return {row["customer_id"]: row["version"] for row in rows}
 
 
-async def _credits_in_force(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, dict[Credit, int]]:
+async def _rows_in_force(
+    conn: asyncpg.Connection, table: str, names: Sequence[str], row_type: type[Row], ids: Sequence[str]
+) -> dict[str, dict[Row, int]]:
+    """The rows of `credits` or `customer_facts` now in force for these customers, with their ids."""
     if not ids:
         return {}
-    rows = await conn.fetch(
-        f"SELECT id, {', '.join(CREDIT_FIELDS)} FROM credits WHERE customer_id = ANY($1::text[])",
-        list(ids),
-    )
-    grouped: dict[str, dict[Credit, int]] = {}
+    rows = await conn.fetch(f"SELECT id, {', '.join(names)} FROM {table} WHERE customer_id = ANY($1::text[])",
+                            list(ids))
+    grouped: dict[str, dict[Row, int]] = {}
     for row in rows:
-        grouped.setdefault(row["customer_id"], {})[Credit(*(row[name] for name in CREDIT_FIELDS))] = row["id"]
+        grouped.setdefault(row["customer_id"], {})[row_type(*(row[name] for name in names))] = row["id"]
     return grouped
 
 
-async def _insert_credits(conn: asyncpg.Connection, credits: Sequence[Credit]) -> list[int]:
-    """COPY the new credits with ids drawn from their sequence first, so the cache knows them."""
-    if not credits:
+async def _insert_rows(conn: asyncpg.Connection, table: str, names: Sequence[str],
+                       rows: Sequence[tuple[object, ...]]) -> list[int]:
+    """COPY new rows with ids drawn from their sequence first, so the cache knows them."""
+    if not rows:
         return []
     ids = [row[0] for row in await conn.fetch(
-        "SELECT nextval('credits_id_seq') FROM generate_series(1, $1)", len(credits))]
+        f"SELECT nextval('{table}_id_seq') FROM generate_series(1, $1)", len(rows))]
     await conn.copy_records_to_table(
-        "credits",
-        records=[(row_id, *credit) for row_id, credit in zip(ids, credits, strict=True)],
-        columns=("id", *CREDIT_FIELDS),
-    )
+        table, records=[(row_id, *row) for row_id, row in zip(ids, rows, strict=True)], columns=("id", *names))
     return ids
 
 
-#: `credit_totals` columns, one per `Tally` field, in its order.
+async def _move_leads(conn: asyncpg.Connection, deltas: Mapping[YearKey, LeadTally], plan: Plan
+                      ) -> dict[PersonKey, Tally]:
+    """Add the lead deltas to their years, and bring each year's badges, gold and prize in line
+    (SPEC §13); returns the prize changes as deltas of the December months."""
+    if not deltas:
+        return {}
+    years = sorted({year for year, _ in deltas})
+    for year in years:  # before any total is touched: see the module doc
+        await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LEAD_YEAR_LOCK, year)
+    keys = sorted(deltas)
+    await conn.execute(
+        """
+        INSERT INTO lead_totals AS t (year, person_id, points, turnover)
+        SELECT * FROM unnest($1::int[], $2::text[], $3::int[], $4::numeric[])
+        ON CONFLICT (year, person_id) DO UPDATE SET points = t.points + excluded.points,
+                                                    turnover = t.turnover + excluded.turnover
+        """,
+        [k[0] for k in keys], [k[1] for k in keys], [deltas[k].points for k in keys],
+        [deltas[k].turnover for k in keys],
+    )
+    prize_deltas: dict[PersonKey, Tally] = {}
+    for year in years:
+        rows = await conn.fetch("SELECT person_id, points, turnover, prize FROM lead_totals WHERE year = $1", year)
+        tallies = {row["person_id"]: LeadTally(row["points"], row["turnover"]) for row in rows}
+        prizes = leads.year_prizes(tallies, plan)
+        for row in rows:
+            person, was = row["person_id"], row["prize"]
+            now = prizes.get(person, leads.ZERO)
+            if now != was:
+                prize_deltas[(leads.december(year), person)] = Tally(prize=now - was)
+        changed = sorted(person for (_, person) in prize_deltas if _ == leads.december(year))
+        if changed:
+            await conn.execute(
+                "UPDATE lead_totals t SET prize = p.prize FROM unnest($2::text[], $3::numeric[]) AS p(person_id, prize)"
+                " WHERE t.year = $1 AND t.person_id = p.person_id",
+                year, changed, [prizes.get(person, leads.ZERO) for person in changed],
+            )
+        gold_before = {row["person_id"] for row in await conn.fetch(
+            "SELECT person_id FROM lead_points WHERE year = $1 AND gold", year)}
+        concerned = {person for (y, person) in deltas if y == year} | gold_before | set(leads.gold_holders(tallies))
+        await _write_lead_points(conn, year, {p: tallies[p] for p in concerned if p in tallies}, tallies, plan)
+    return prize_deltas
+
+
+async def _write_lead_points(conn: asyncpg.Connection, year: int, concerned: Mapping[str, LeadTally],
+                             whole_year: Mapping[str, LeadTally], plan: Plan) -> None:
+    """Rewrite the `lead_points` rows of the concerned telemarketers of one year."""
+    gold = set(leads.gold_holders(whole_year))
+    rows = [row for row in leads.lead_points_rows(year, concerned, plan)]
+    gone = sorted(person for person, found in concerned.items() if found.points <= 0)
+    if gone:
+        await conn.execute("DELETE FROM lead_points WHERE year = $1 AND person_id = ANY($2::text[])", year, gone)
+    if rows:
+        await conn.execute(
+            """
+            INSERT INTO lead_points AS l (year, person_id, points, turnover, badge, gold)
+            SELECT * FROM unnest($1::int[], $2::text[], $3::int[], $4::numeric[], $5::text[], $6::bool[])
+            ON CONFLICT (year, person_id) DO UPDATE SET points = excluded.points, turnover = excluded.turnover,
+                badge = excluded.badge, gold = excluded.gold
+            """,
+            [r.year for r in rows], [r.person_id for r in rows], [r.points for r in rows],
+            [r.turnover for r in rows], [r.badge for r in rows], [r.person_id in gold for r in rows],
+        )
+
+
+#: `credit_totals` columns, one per `Tally` field, in its order, with their SQL array types.
 TALLY_COLUMNS = tuple(field.name for field in dataclasses.fields(Tally))
+_TALLY_TYPES = tuple("int" if field.type == "int" else "numeric" for field in dataclasses.fields(Tally))
 
 
 async def _apply_deltas(conn: asyncpg.Connection, deltas: Mapping[PersonKey, Tally]) -> None:
@@ -226,11 +352,11 @@ async def _apply_deltas(conn: asyncpg.Connection, deltas: Mapping[PersonKey, Tal
     if not deltas:
         return
     keys = sorted(deltas)  # one lock order for every worker: no deadlocks between batches
+    arrays = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_TALLY_TYPES, start=3))
     await conn.execute(
         f"""
         INSERT INTO credit_totals AS t (period, person_id, {", ".join(TALLY_COLUMNS)})
-        SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::numeric[], $5::int[], $6::int[],
-                             $7::int[], $8::int[])
+        SELECT * FROM unnest($1::text[], $2::text[], {arrays})
         ON CONFLICT (period, person_id) DO UPDATE SET
             {", ".join(f"{name} = t.{name} + excluded.{name}" for name in TALLY_COLUMNS)}
         """,
@@ -251,51 +377,96 @@ async def load_totals(conn: asyncpg.Connection, persons: Sequence[PersonKey]) ->
     return {(row["period"], row["person_id"]): Tally(*(row[name] for name in TALLY_COLUMNS)) for row in rows}
 
 
-_UPSERT_RUNNING = """
-INSERT INTO bonus_running AS b (period, person_id, role, cross_sell_count, cross_sell_amount,
-    appointments_held, appointments_converted, cross_sell_bonus, appointment_bonus,
-    prior_adjustments, total_bonus, updated_at)
-SELECT *, now() FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::numeric[], $6::int[],
-                            $7::int[], $8::numeric[], $9::numeric[], $10::numeric[], $11::numeric[])
+async def _kpi_roles(conn: asyncpg.Connection, persons: Sequence[PersonKey]) -> dict[PersonKey, str]:
+    """SPEC §13: the role of each person's latest KPI event in the month (`stream.bonus.kpi_roles`)."""
+    if not persons:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (f.scope, f.person_id) f.scope, f.person_id, f.role FROM customer_facts f
+        JOIN unnest($1::text[], $2::text[]) AS k(scope, person_id) USING (scope, person_id)
+        WHERE f.role IS NOT NULL
+        ORDER BY f.scope, f.person_id, f.occurred_at DESC, f.key DESC
+        """,
+        [p[0] for p in persons], [p[1] for p in persons],
+    )
+    return {(row["scope"], row["person_id"]): row["role"] for row in rows}
+
+
+#: `bonus_running` columns a recomputation writes: all but `prior_adjustments` (SPEC §7 owns it).
+_WRITTEN = tuple(name for name in RUNNING_COLUMNS if name != "prior_adjustments")
+_SQL_TYPES = {"int": "int", "Decimal": "numeric", "str": "text"}
+_RUNNING_TYPES = {field.name: _SQL_TYPES[str(field.type)] for field in dataclasses.fields(RunningRow)}
+_EARNED_SUM = " + ".join(f"excluded.{name}" for name in EARNED_COLUMNS)
+_UPSERT_RUNNING = f"""
+INSERT INTO bonus_running AS b ({", ".join(RUNNING_COLUMNS)}, updated_at)
+SELECT *, now() FROM unnest({", ".join(f"${n}::{_RUNNING_TYPES[name]}[]" for n, name in enumerate(RUNNING_COLUMNS, 1))})
 ON CONFLICT (period, person_id) DO UPDATE SET
-    role = excluded.role,
-    cross_sell_count = excluded.cross_sell_count,
-    cross_sell_amount = excluded.cross_sell_amount,
-    appointments_held = excluded.appointments_held,
-    appointments_converted = excluded.appointments_converted,
-    cross_sell_bonus = excluded.cross_sell_bonus,
-    appointment_bonus = excluded.appointment_bonus,
-    total_bonus = excluded.cross_sell_bonus + excluded.appointment_bonus + b.prior_adjustments,
+    {", ".join(f"{name} = excluded.{name}" for name in _WRITTEN if name not in ("period", "person_id", "total_bonus"))},
+    total_bonus = {_EARNED_SUM} + b.prior_adjustments,
     updated_at = now()
+"""
+#: A row that has nothing left is zeroed where it exists and never created (SPEC §14).
+_ZERO_RUNNING = f"""
+UPDATE bonus_running b SET {", ".join(f"{name} = 0" for name in FIGURE_COLUMNS
+                                     if name not in ("prior_adjustments", "total_bonus"))},
+    total_bonus = b.prior_adjustments, role = k.role, plan_version = k.plan_version, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(period, person_id, role, plan_version)
+WHERE b.period = k.period AND b.person_id = k.person_id
 """
 
 
 async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan: Plan) -> None:
-    """Rewrite the `bonus_running` rows of these persons from their exact totals.
+    """Rewrite the `bonus_running` and `kpi_scores` rows of these persons from their exact totals.
 
     `prior_adjustments` of an existing row is kept as it is (SPEC section 7 owns it).
     """
     if not persons:
         return
     totals = await load_totals(conn, persons)
+    roles = await _kpi_roles(conn, [key for key, found in totals.items() if not found.items
+                                    and (found.rating_count or found.reviews)])
+    scores: list[kpi.KpiScore] = []
     try:
-        rows = [running_row(key, totals[key], plan) for key in sorted(totals)]
+        rows = [running_row(key, totals[key], plan, kpi_role=roles.get(key)) for key in sorted(totals)]
+        if plan.kpi is not None:
+            scores = [score for key in sorted(totals)
+                      for score in person_kpi_scores(key, totals[key], plan, roles.get(key))]
     except (ArithmeticError, ValueError) as error:
         raise RulesError(None, error) from error
-    await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in rows] for name in RUNNING_COLUMNS))
+    live = [row for row in rows if has_figures(row)]
+    if live:
+        await conn.execute(_UPSERT_RUNNING, *([getattr(row, name) for row in live] for name in RUNNING_COLUMNS))
+    if len(live) < len(rows):
+        empty = [row for row in rows if not has_figures(row)]
+        await conn.execute(_ZERO_RUNNING, [r.period for r in empty], [r.person_id for r in empty],
+                           [r.role for r in empty], [r.plan_version for r in empty])
+    if plan.kpi is not None:
+        await conn.execute(
+            "DELETE FROM kpi_scores s USING unnest($1::text[], $2::text[]) AS k(period, person_id)"
+            " WHERE s.period = k.period AND s.person_id = k.person_id",
+            [p[0] for p in persons], [p[1] for p in persons],
+        )
+        if scores:
+            await conn.copy_records_to_table("kpi_scores", records=scores, columns=kpi.KpiScore._fields)
+
+
+#: Migration 0008's request: the facts were never derived, so every customer is recomputed.
+_DERIVE_FACTS = "migration 0008"
 
 
 async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[PersonKey]:
-    """Refill `credit_totals` from `credits` when a migration asked for it, and bring
-    `bonus_running` and the adjustments of closed months in line; returns the
-    (period, person) rows whose figures changed.
+    """Refill the totals when a migration asked for it, and bring `bonus_running` and the
+    adjustments of closed months in line; returns the (period, person) rows whose figures changed.
 
     Migration 0005 asks for it: `credit_totals` used to count a line once per role, so a
-    person holding both parts of a line counted it twice (issue 12). The totals are taken
-    with the rules' own `tally`, period by period; a closed month's change reaches payroll
-    as an adjustment in the earliest open month (SPEC §7), never in `bonus_settled`. Runs
-    in the caller's transaction, under the exclusive settlement lock, so no batch and no
-    settlement runs meanwhile and two workers starting at once rebuild once.
+    person holding both parts of a line counted it twice (issue 12); the totals are taken again
+    with the rules' own `tally`, period by period. Migration 0008 asks for every customer to be
+    recomputed from its stored events, which derives the facts of SPEC §13 (conversions, lead
+    points) that older versions never kept. A closed month's change reaches payroll as an
+    adjustment in the earliest open month (SPEC §7), never in `bonus_settled`. Runs in the
+    caller's transaction, under the exclusive settlement lock, so no batch and no settlement
+    runs meanwhile and two workers starting at once rebuild once.
     """
     if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM ledger_rebuilds)"):
         return []  # the usual start: no lock taken, running workers' batches are not held up
@@ -303,21 +474,37 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[Perso
     reasons = [row["reason"] for row in await conn.fetch("SELECT reason FROM ledger_rebuilds")]
     if not reasons:
         return []
-    logger.warning("rebuilding credit_totals and bonus_running from credits (%s)", "; ".join(reasons))
-    changed: list[PersonKey] = []
+    logger.warning("rebuilding the totals and bonus_running (%s)", "; ".join(reasons))
+    figures = ", ".join(RUNNING_COLUMNS[:-1])  # all but plan_version
+    before = {(row["period"], row["person_id"]): tuple(row)
+              for row in await conn.fetch(f"SELECT {figures} FROM bonus_running")}
     await conn.execute("DELETE FROM credit_totals")
-    for period in [row["period"] for row in await conn.fetch("SELECT DISTINCT period FROM credits ORDER BY 1")]:
-        rows = await conn.fetch(f"SELECT {', '.join(CREDIT_FIELDS)} FROM credits WHERE period = $1", period)
-        totals = tally(Credit(*row) for row in rows)
-        await _apply_deltas(conn, totals)
-        before = {(row["period"], row["person_id"]): tuple(row) for row in await conn.fetch(
-            f"SELECT {', '.join(RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
-        persons = sorted(totals)
-        await refresh_running(conn, persons, plan)
-        after = {(row["period"], row["person_id"]): tuple(row) for row in await conn.fetch(
-            f"SELECT {', '.join(RUNNING_COLUMNS[:-2])} FROM bonus_running WHERE period = $1", period)}
-        changed += [key for key in persons if before.get(key) != after.get(key)]
+    periods = [row["period"] for row in await conn.fetch(
+        "SELECT period FROM credits UNION SELECT scope FROM customer_facts WHERE kind <> 'lead' ORDER BY 1")]
+    for period in periods:
+        credits = [Credit(*row) for row in await conn.fetch(
+            f"SELECT {', '.join(CREDIT_FIELDS)} FROM credits WHERE period = $1", period)]
+        facts = [Fact(*row) for row in await conn.fetch(
+            f"SELECT {', '.join(FACT_FIELDS)} FROM customer_facts WHERE scope = $1 AND kind <> 'lead'", period)]
+        await _apply_deltas(conn, tally(credits, facts))
+    if any(reason.startswith(_DERIVE_FACTS) for reason in reasons):
+        await _recompute_every_customer(conn, plan)
+    persons = [(row["period"], row["person_id"]) for row in await conn.fetch(
+        "SELECT period, person_id FROM credit_totals ORDER BY 1, 2")]
+    for start in range(0, len(persons), 5_000):
+        await refresh_running(conn, persons[start:start + 5_000], plan)
+    after = {(row["period"], row["person_id"]): tuple(row)
+             for row in await conn.fetch(f"SELECT {figures} FROM bonus_running")}
+    changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
     await settlement.carry_adjustments(conn, changed)
     await conn.execute("DELETE FROM ledger_rebuilds")
     logger.warning("rebuilt: %d bonus_running rows changed", len(changed))
     return changed
+
+
+async def _recompute_every_customer(conn: asyncpg.Connection, plan: Plan, chunk: int = 1_000) -> None:
+    """Every customer computed again from its stored events; only the change is written."""
+    customers = [row["customer_id"] for row in await conn.fetch("SELECT customer_id FROM customers ORDER BY 1")]
+    cache = CustomerCache(max_events=0)
+    for start in range(0, len(customers), chunk):
+        await recompute_customers(conn, {cid: () for cid in customers[start:start + chunk]}, plan, cache, force=True)

@@ -24,13 +24,17 @@ from decimal import Decimal
 import asyncpg
 
 from schemas.events import FIELD_REP
-from stream.bonus import EARNED_COLUMNS, PersonKey, earned, paid
+from stream.bonus import EARNED_COLUMNS, RUNNING_COLUMNS, PersonKey, earned, paid
 from stream.periods import adjustment_target, check_period
 from stream.reports import NONZERO_ROW
 
 logger = logging.getLogger(__name__)
 
 SETTLEMENT_LOCK_KEY = 0x736574746C65
+#: What settling copies of a `bonus_running` row: every column of SPEC sections 6 and 14.
+_COPIED = ", ".join((*RUNNING_COLUMNS, "updated_at"))
+#: SQL: earned(P) of a `bonus_running` row (SPEC section 7), the bonus without adjustments.
+_EARNED_SQL = " + ".join(EARNED_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,8 @@ async def settle(conn: asyncpg.Connection, period: str) -> Settlement:
         )
         await conn.execute(  # zero rows are not copied (SPEC section 14: stream/reports.py)
             f"""
-            INSERT INTO bonus_settled
-            SELECT $2, $3, period, person_id, role, cross_sell_count, cross_sell_amount, appointments_held,
-                   appointments_converted, cross_sell_bonus, appointment_bonus, prior_adjustments,
-                   total_bonus, updated_at
+            INSERT INTO bonus_settled (settlement_id, settled_at, {_COPIED})
+            SELECT $2, $3, {_COPIED}
             FROM bonus_running WHERE period = $1 AND {NONZERO_ROW}
             """,
             period, closed["settlement_id"], closed["settled_at"],
@@ -152,9 +154,9 @@ async def _apply_prior_adjustments(conn: asyncpg.Connection, target: str, person
         target, person,
     )
     status = await conn.execute(
-        """
+        f"""
         UPDATE bonus_running SET prior_adjustments = $3,
-            total_bonus = cross_sell_bonus + appointment_bonus + $3, updated_at = now()
+            total_bonus = {_EARNED_SQL} + $3, updated_at = now()
         WHERE period = $1 AND person_id = $2
         """,
         target, person, adj["total"],

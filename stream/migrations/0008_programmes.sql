@@ -20,6 +20,11 @@ ALTER TABLE bonus_settled
     ADD COLUMN prize_bonus    numeric(18,2) NOT NULL DEFAULT 0,
     ADD COLUMN plan_version   text;
 
+-- SPEC section 14: `credits.kind` gains `upsell`.
+ALTER TABLE credits DROP CONSTRAINT credits_kind_check;
+ALTER TABLE credits ADD CONSTRAINT credits_kind_check
+    CHECK (kind IN ('cross_sell', 'upsell', 'appointment_held', 'appointment_converted'));
+
 -- The exact month of a person (stream/bonus.py `Tally`) gains the new programmes' sums.
 ALTER TABLE credit_totals
     ADD COLUMN upsell_count     integer NOT NULL DEFAULT 0,

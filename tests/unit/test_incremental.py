@@ -19,10 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Event, Sale
-from stream.bonus import NOTHING, PersonKey, RunningRow, Tally, add_tallies, compute_tables, running_row
-from stream.diff import diff_credits
+from stream.bonus import NOTHING, PersonKey, RunningRow, Tally, add_tallies, compute_tables, has_figures, running_row
+from stream.diff import diff_customer
 from stream.plan import Plan
-from stream.rules import Credit, can_change_credits, credit_customer
+from stream.rules import Credit, Fact, can_change_credits, credit_customer, customer_outcome
 from tests.unit.builders import DEFAULT, at, callback, handoff, line, plan, refund, sale
 from tests.unit.test_rules_properties import FAST, MODELS, event_sets
 
@@ -36,6 +36,7 @@ class Ledger:
         self.sale_ids: set[str] = set()
         self.history: dict[str, list[Event]] = defaultdict(list)
         self.in_force: dict[str, dict[Credit, int]] = defaultdict(dict)
+        self.facts: dict[str, dict[Fact, int]] = defaultdict(dict)
         self.totals: dict[PersonKey, Tally] = {}
         self.row_ids = itertools.count(1)
 
@@ -61,15 +62,17 @@ class Ledger:
             self.history[customer] = [*before, *new]
             if not can_change_credits(new, before if cache_warm else None):
                 continue
-            change = diff_credits(self.in_force[customer], credit_customer(self.history[customer], self.plan))
+            change = diff_customer(self.in_force[customer], self.facts[customer],
+                                   customer_outcome(self.history[customer], self.plan))
             self.in_force[customer] = {**change.kept, **{c: next(self.row_ids) for c in change.added}}
+            self.facts[customer] = {**change.facts_kept, **{f: next(self.row_ids) for f in change.facts_added}}
             add_tallies(deltas, change.deltas)
         add_tallies(self.totals, deltas)
 
     def rows(self) -> list[RunningRow]:
         """`bonus_running` without the rows of zeros a from-scratch run does not have."""
-        return [running_row(key, totals, self.plan) for key, totals in sorted(self.totals.items())
-                if totals != NOTHING]  # fmt: skip
+        return [row for key, totals in sorted(self.totals.items())
+                if has_figures(row := running_row(key, totals, self.plan))]  # fmt: skip
 
     def credits(self) -> set[Credit]:
         return {credit for found in self.in_force.values() for credit in found}
