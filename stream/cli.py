@@ -10,7 +10,8 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +20,6 @@ import click
 from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from stream import db, embedded
@@ -51,10 +51,12 @@ from stream.settings import (
     load_web_token,
     topic_replicas,
 )
+from stream.terminal import Column, FittedTable
 from stream.version import package_version
 
 if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run it pay for that
     from stream.replay import ReplayProgress
+    from stream.reports import Standing
     from stream.settlement import Settlement
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -507,17 +509,48 @@ def leaderboard(broker: str | None, database_url: str | None, plan: str | None, 
     out.print(leaderboard_table(chosen, role, rows))
 
 
-def leaderboard_table(period: str, role: str | None, rows: list[Any]) -> Table:
-    """The ranked rows; every cell from data goes in as literal `Text` (`shown`)."""
-    table = Table(title=shown(f"Leaderboard {period}" + (f" — {role}" if role else "")), title_justify="left")
-    for name, justify in (("#", "right"), ("person", "left"), ("role", "left"), ("cross-sells", "right"),
-                          ("amount", "right"), ("held", "right"), ("conv.", "right"), ("bonus", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for row in rows:
-        table.add_row(*(shown(cell) for cell in (
-            row.rank, row.person_id, row.role, row.cross_sell_count, f"{row.cross_sell_amount:,.2f}",
-            row.appointments_held, row.appointments_converted, f"{row.total_bonus:,.2f}")))
-    return table
+def money(value: Decimal) -> str:
+    """A money figure for the terminal: thousands separated, two decimals, never cut (stream/terminal.py)."""
+    return f"{value:,.2f}"
+
+
+def badge(standing: Standing) -> str:
+    """The year's badge (bronze, silver) and gold, as one cell; empty for none."""
+    return " + ".join([*([standing.badge] if standing.badge != "none" else []), *(["gold"] if standing.gold else [])])
+
+
+#: The leaderboard's columns: (column, the cell of a row, shown only when some row has a figure there).
+#: Priority 0 stays at any width (person folds, bonus never); the rest go, greatest first, when the
+#: terminal is too narrow: the programmes' details before the counts, the role and the cross-sell amount.
+LEADERBOARD_COLUMNS: tuple[tuple[Column, Callable[[Standing], object], Callable[[Standing], bool] | None], ...] = (
+    (Column("#", 1), lambda r: r.rank, None),
+    (Column("person", 0, "left", fold=True), lambda r: r.person_id, None),
+    (Column("role", 3, "left"), lambda r: r.role, None),
+    (Column("cross-sells", 4), lambda r: r.cross_sell_count, None),
+    (Column("amount", 2), lambda r: money(r.cross_sell_amount), None),
+    (Column("upsells", 10), lambda r: r.upsell_count, lambda r: r.upsell_count != 0 or r.upsell_bonus != 0),
+    (Column("held", 5), lambda r: r.appointments_held, lambda r: r.appointments_held != 0),
+    (Column("conv.", 6), lambda r: r.appointments_converted, lambda r: r.appointments_converted != 0),
+    (Column("upsell", 7), lambda r: money(r.upsell_bonus), lambda r: r.upsell_count != 0 or r.upsell_bonus != 0),
+    (Column("KPI", 8), lambda r: money(r.kpi_bonus), lambda r: r.kpi_bonus != 0),
+    (Column("prize", 9), lambda r: money(r.prize_bonus), lambda r: r.prize_bonus != 0),
+    (Column("points", 11), lambda r: r.lead_points, lambda r: r.lead_points != 0 or r.badge != "none" or r.gold),
+    (Column("badge", 12, "left"), badge, lambda r: r.lead_points != 0 or r.badge != "none" or r.gold),
+    (Column("bonus", 0), lambda r: money(r.total_bonus), None),
+)
+
+
+def leaderboard_table(period: str, role: str | None, rows: Sequence[Standing]) -> FittedTable:
+    """The ranked rows, as many columns as the terminal's width takes (never a money figure cut);
+    a programme's or an appointment count's column only when some row has a figure in it, the role
+    only without `role`.
+    Every cell from data goes in as literal `Text` (`shown`)."""
+    columns = [(column, cell) for column, cell, when in LEADERBOARD_COLUMNS
+               if (when is None or any(when(row) for row in rows)) and not (role and column.header == "role")]
+    title = shown(f"Leaderboard {period}" + (f" — {role}" if role else "")
+                  + (f" (lead points: {period[:4]})" if any(c.header == "points" for c, _ in columns) else ""))
+    return FittedTable([column for column, _ in columns],
+                       [[shown(cell(row)) for _, cell in columns] for row in rows], title=title)
 
 
 @main.command()
@@ -538,13 +571,16 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: 
     (callbacks, bookings, held and missed appointments, multi-line sales, refunds,
     cancellations, late events, a few invalid lines), publishes it, processes it,
     prints the leaderboard, settles the month and writes the payroll CSV here.
+    Without --plan (or CRMBONUS_PLAN) it runs the demo plan, stream/plans/demo.toml: the
+    default plan with every programme on (upsells, the KPI bonus, lead points, the gold prize).
     """
-    from stream.demo import DemoOutcome, previous_month, run_demo
+    from stream.demo import DemoOutcome, demo_plan, previous_month, run_demo
     from stream.demo_data import DemoConfig
     from stream.periods import check_period
 
     chosen = check_period(month or previous_month())
-    settings = settings_from(broker, database_url, plan, kafka, **web_settings(web_port, web_host, web_insecure, serve),
+    settings = settings_from(broker, database_url, demo_plan(plan), kafka,
+                             **web_settings(web_port, web_host, web_insecure, serve),
                              **topic_settings(create_topics, partitions, replication_factor))
     the_plan = bonus_plan(settings)
     if serve:
@@ -569,7 +605,8 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: 
                  + f"at {report.broker}; Ctrl-C stops")
 
     with replay_bars() as (progress, bars):
-        note(f"generating {chosen}: {customers} customers, seed {seed}")
+        note(f"generating {chosen}: {customers} customers, seed {seed}; plan {settings.plan_path} "
+             f"(version {the_plan.version}" + (", every programme on; --plan for another)" if plan is None else ")"))
         run_demo(settings, the_plan, config, Path.cwd(), show, bars, serve=serve)
 
 

@@ -1,9 +1,10 @@
 """`crmbonus demo`: a generated month through the whole system, ending in a payroll file.
 
 Generate a month (stream/demo_data.py), publish it, process it with the real
-worker, then inside that worker: rank the people, settle the month and write the
-payroll CSV. With `serve`, the worker stays up afterwards with its web page and
-metrics, and the broker is announced so `crmbonus publish` can add events.
+worker under the demo plan (unless another is given), then inside that worker:
+rank the people, settle the month and write the payroll CSV. With `serve`, the
+worker stays up afterwards with its web page and metrics, and the broker is
+announced so `crmbonus publish` can add events.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from stream import reports
 from stream.demo_data import DemoConfig, generate, write_jsonl
 from stream.errors import CrmbonusError
-from stream.plan import Plan
+from stream.plan import DEMO_PLAN_PATH, Plan
 from stream.replay import ReplayProgress, ReplayReport, process
 from stream.runtime import Runtime
 from stream.settings import Settings
@@ -28,6 +29,13 @@ def previous_month(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
     return f"{year:04d}-{month:02d}"
+
+
+def demo_plan(given: str | None) -> str:
+    """The plan the demo runs: the one the user gave (--plan or CRMBONUS_PLAN), else the demo plan
+    (`DEMO_PLAN_PATH`, stream/plans/demo.toml): the default plan with every programme of SPEC
+    section 13 on, so the month shows upsells, KPI bonuses, lead points and the gold prize."""
+    return given if given is not None else str(DEMO_PLAN_PATH)
 
 
 @dataclass(frozen=True)
