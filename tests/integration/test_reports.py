@@ -4,13 +4,18 @@ only figure (section 14)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from stream import reports
 from stream.reports import NUMERIC_COLUMNS, Standing
+from tests.integration.conftest import crmbonus
+from tests.integration.test_demo_output import boards
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +59,7 @@ async def seed(conn: asyncpg.Connection) -> None:
 
 
 @pytest.fixture
-async def conn(pg_url: str) -> asyncpg.Connection:
+async def conn(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(pg_url)
     await seed(connection)
     yield connection
@@ -114,3 +119,20 @@ async def test_the_payroll_file_leaves_out_zero_rows_whatever_column_holds_the_f
     payroll = await reports.payroll_file(conn, "2026-11")
     assert [r["person_id"] for r in payroll.rows] == ["fr-1", "fr-upsell-only", "tm-bronze", "tm-gold", "tm-kpi-only"]
     assert payroll.totals()["total_bonus"] == D("1972.01")
+
+
+async def test_the_terminal_leaderboard_and_the_export_leave_out_zero_rows(
+        conn: asyncpg.Connection, pg_url: str, tmp_path: Path) -> None:
+    """The commands as a user runs them: a row whose only figure is an upsell count or a KPI cent is
+    ranked, settled and exported; the row of zeros is none of them."""
+    board = crmbonus("leaderboard", "--period", "2026-11", "--database-url", pg_url, data_dir=tmp_path,
+                     env={"COLUMNS": "200"})
+    people = [row["person"] for row in boards(board.stdout)[0]]
+    assert people == ["tm-gold", "fr-1", "tm-bronze", "tm-kpi-only", "fr-upsell-only"]
+    assert "silver + gold" in board.stdout and "1,322.00" in board.stdout
+    settled = crmbonus("settle", "--period", "2026-11", "--database-url", pg_url, data_dir=tmp_path)
+    assert "settled 2026-11: 5 rows, total_bonus 1972.01" in settled.stderr
+    exported = crmbonus("export", "--period", "2026-11", "--format", "json", "--database-url", pg_url,
+                        data_dir=tmp_path)
+    assert [r["person_id"] for r in json.loads(exported.stdout)["rows"]] == [
+        "fr-1", "fr-upsell-only", "tm-bronze", "tm-gold", "tm-kpi-only"]
