@@ -89,6 +89,20 @@ async def test_both_roles_any_order_batching_and_restarts_equal_compute_tables(p
     assert (await snapshot(other))["credits"] == (await snapshot(pg_url))["credits"]
 
 
+#: The database as a version before migrations 0005 and 0008 left it (0006 and 0007 do not
+#: depend on either), so both run again on populated tables.
+_NEW_COLUMNS = "upsell_count, upsell_amount, upsell_bonus, kpi_bonus, prize_bonus, plan_version"
+UNDO_0005_AND_0008 = f"""
+DROP TABLE ledger_rebuilds, customer_facts, lead_totals, lead_points, kpi_scores;
+ALTER TABLE bonus_running {", ".join(f"DROP COLUMN {c}" for c in _NEW_COLUMNS.split(", "))};
+ALTER TABLE bonus_settled {", ".join(f"DROP COLUMN {c}" for c in _NEW_COLUMNS.split(", "))};
+ALTER TABLE credits DROP CONSTRAINT credits_kind_check;
+ALTER TABLE credits ADD CONSTRAINT credits_kind_check
+    CHECK (kind IN ('cross_sell', 'appointment_held', 'appointment_converted'));
+DELETE FROM schema_migrations WHERE version IN ('0005_person_totals', '0008_programmes');
+"""
+
+
 async def test_the_old_double_count_is_mended_at_start_and_paid_back_as_an_adjustment(pg_url: str) -> None:
     """x-1 offers accessories and sells them as field rep with software: two lines, one of
     them in both roles. The old per-role count said 3 (>= min_count) and paid 3% of 300.00."""
@@ -104,13 +118,12 @@ async def test_the_old_double_count_is_mended_at_start_and_paid_back_as_an_adjus
         await conn.execute("UPDATE bonus_running SET cross_sell_count = 3, cross_sell_bonus = 9.00,"
                            " total_bonus = 9.00 WHERE person_id = 'x-1'")
         await Feeder(pg_url).settle("2026-11")
-        # The upgrade: migration 0005 runs on the populated database, the worker then starts.
-        await conn.execute("DROP TABLE ledger_rebuilds;"
-                           " DELETE FROM schema_migrations WHERE version = '0005_person_totals'")
+        # The upgrade: migrations 0005 and 0008 run on the populated database, the worker then starts.
+        await conn.execute(UNDO_0005_AND_0008)
         pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=2)
-        assert await db.migrate(pool) == ["0005_person_totals"]
+        assert await db.migrate(pool) == ["0005_person_totals", "0008_programmes"]
         await pool.close()
-        assert await conn.fetchval("SELECT count(*) FROM ledger_rebuilds") == 1
+        assert await conn.fetchval("SELECT count(*) FROM ledger_rebuilds") == 2
         async with conn.transaction():
             changed = await ledger.rebuild_if_pending(conn, load_plan())
         assert changed == [("2026-11", "x-1")]

@@ -158,15 +158,15 @@ async def test_two_messages_that_fail_only_together_lose_the_later(pg_url: str) 
 async def test_the_rules_refusing_a_message_isolate_it(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An ArithmeticError raised by the rules for one customer (none is reachable from valid
     input any more, so one is planted) is isolated like a data exception."""
-    original = rules.credit_customer
+    original = rules.customer_outcome
 
-    def credit_customer(events: Any, plan: Any) -> Any:
+    def customer_outcome(events: Any, plan: Any) -> Any:
         events = list(events)
         if any(event.customer_id == "cust-7" for event in events):
             raise OverflowError("date value out of range")
         return original(events, plan)
 
-    monkeypatch.setattr(rules, "credit_customer", credit_customer)
+    monkeypatch.setattr(rules, "customer_outcome", customer_outcome)
     lines = [sale(i, f"fr-{i % 3}") for i in range(12)]
     await feed(pg_url, lines)
     assert await stored_ids(pg_url) == sorted(f"s-{i}" for i in range(12) if i != 7)
