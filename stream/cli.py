@@ -484,7 +484,10 @@ def leaderboard(broker: str | None, database_url: str | None, plan: str | None, 
                 period: str | None, role: str | None, limit: int) -> None:
     """The leaderboard in the terminal: rank, person, role, cross-sells, amount, appointments, bonus.
 
-    The plan (--plan) gives the time zone that says which month is the current one.
+    With the programmes of the plan: upsells, KPI and prize bonus, the year's lead points and
+    badge. A narrow terminal leaves out the least important columns (and says which) rather
+    than cut a figure. The plan (--plan) gives the time zone that says which month is the
+    current one.
     """
     from stream.periods import check_period
     from stream.reports import current_period, default_period, periods
