@@ -7,12 +7,13 @@ import itertools
 from stream.demo_data import DemoConfig, customer_history, generate
 
 
-def demo_events(count: int, seed: int = 2026, month: str = "2026-11") -> list[bytes]:
+def demo_events(count: int, seed: int = 2026, month: str = "2026-11", programmes: bool = True) -> list[bytes]:
     """The first `count` lines, in arrival order, of a generated month (SPEC-valid mix with a
-    few duplicates and dead letters, as `crmbonus demo` publishes it)."""
+    few duplicates and dead letters, as `crmbonus demo` publishes it); `programmes` False is
+    the version-1 mix, without upgrades, feedback, reviews and the year's earlier hand-offs."""
     customers = count // 5 + 10  # about six events per customer
     while True:
-        lines = generate(DemoConfig(seed=seed, month=month, customers=customers))
+        lines = generate(DemoConfig(seed=seed, month=month, customers=customers, programmes=programmes))
         if len(lines) >= count:
             return lines[:count]
         customers *= 2

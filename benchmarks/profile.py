@@ -37,7 +37,7 @@ from schemas.messages import Message
 from stream import db, ledger, pipeline, rules, settlement, store
 from stream.memory import settle_garbage_collector
 from stream.pipeline import Pipeline
-from stream.plan import load_plan
+from stream.plan import Plan, load_plan
 from stream.publishing import to_outgoing
 from stream.settings import Topics
 
@@ -137,9 +137,10 @@ def instrument(phases: Phases) -> None:
     original_decoder = store._decoder
     store._decoder = _TimedDecoder(original_decoder, decode)  # type: ignore[assignment]
     phases.undo.append(lambda: setattr(store, "_decoder", original_decoder))
-    phases.wrap_sync(rules, "credit_customer", "  rules.credit_customer")
-    phases.wrap_async(ledger, "_credits_in_force", "  credits in force (SELECT)")
-    phases.wrap_async(ledger, "_insert_credits", "  insert credits (COPY)")
+    phases.wrap_sync(rules, "customer_outcome", "  rules.customer_outcome")
+    phases.wrap_async(ledger, "_rows_in_force", "  credits and facts in force (SELECT)")
+    phases.wrap_async(ledger, "_insert_rows", "  insert credits and facts (COPY)")
+    phases.wrap_async(ledger, "_move_leads", "  lead years, gold, prize (SPEC 13)")
     phases.wrap_async(ledger, "_apply_deltas", "  credit_totals deltas (upsert)")
     phases.wrap_async(ledger, "refresh_running", "  bonus_running refresh")
     phases.wrap_async(settlement, "carry_adjustments", "carry adjustments (SPEC 7)")
@@ -160,12 +161,12 @@ def messages(lines: Sequence[bytes], topics: Topics, partitions: int = 6) -> lis
 
 
 async def drive(database_url: str, batches: list[list[Message]], phases: Phases,
-                profiler: cProfile.Profile | None) -> tuple[float, float]:
+                profiler: cProfile.Profile | None, plan: Plan) -> tuple[float, float]:
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     try:
         await db.migrate(pool)
         phases.backend = psutil.Process(await pool.fetchval("SELECT pg_backend_pid()"))
-        handler = Pipeline(pool, load_plan(None), "profile")
+        handler = Pipeline(pool, plan, "profile")
         settle_garbage_collector()  # as the worker does once started
         cpu, started = time.process_time(), time.perf_counter()
         if profiler:
@@ -186,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--kind", default="demo", choices=["demo", "history-10", "history-100", "history-1000"])
     parser.add_argument("--cprofile", type=int, metavar="N", default=0, help="also print cProfile's top N functions")
+    parser.add_argument("--plan", default=None, help="the plan file (default: the shipped default plan; "
+                        "stream/plans/demo.toml enables every programme)")
+    parser.add_argument("--v1-data", action="store_true", help="the version-1 event mix (no upgrades, feedback, "
+                        "reviews or the year's earlier hand-offs)")
     args = parser.parse_args(argv)
-    lines = (data.demo_events(args.events) if args.kind == "demo"
+    lines = (data.demo_events(args.events, programmes=not args.v1_data) if args.kind == "demo"
              else data.history_events(args.events, int(args.kind.split("-")[1])))
     topics = Topics.with_prefix("crm.")
     msgs = messages(lines, topics)
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with embedded_stack() as stack:
             settings = stack.fresh("profile")
-            wall, cpu = asyncio.run(drive(settings.database_url, batches, phases, profiler))
+            wall, cpu = asyncio.run(drive(settings.database_url, batches, phases, profiler, load_plan(args.plan)))
     finally:
         phases.restore()
     show(phases, len(lines), len(batches), wall, cpu, args)

@@ -35,10 +35,11 @@ from typing import Any, Protocol, TypeVar
 from benchmarks import data, faust_ceiling, live, raw, replayed
 from benchmarks.report import Results, render
 from benchmarks.stack import Broker, Stack, apache_kafka, embedded_stack, kafka_label, tansu
-from stream.plan import load_plan
+from stream.plan import DEMO_PLAN_PATH, load_plan
 from stream.settings import Resolved
 
-MEASUREMENTS = ("e2e", "single", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency")
+MEASUREMENTS = ("e2e", "single", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency",
+                "programmes")
 HISTORY_LENGTHS = (10, 100, 1000)
 #: The measurements made on every broker of --brokers; every other one runs on tansu only.
 COMPARED = ("consume", "e2e", "burst")
@@ -181,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         if not paired:  # COPY alone, once
             step("copy", functools.partial(_median_run, sizes.repeats, copy_run), None)
         step("single", lambda on: live.burst(on.fresh("single"), events, 1), home)
+        if "programmes" in only:
+            note("programmes: end to end under the demo plan (every SPEC 13 programme) and the default, in turn ...")
+            with_all, without, ratios = paired_runs(
+                sizes.repeats, functools.partial(_plan_run, stack, events, sizes.workers, "prog-on", DEMO_PLAN_PATH),
+                functools.partial(_plan_run, stack, events, sizes.workers, "prog-off", None))
+            keep("programmes", {**with_all.as_dict(), "ratio": statistics.median(ratios), "ratios": ratios,
+                                "rate_without": without.rate}, home)
         for broker in compared:
             step("consume" + broker.suffix, functools.partial(_consume, events, published, broker.key), broker)
         step("faust", lambda on: faust_ceiling.measure(
@@ -235,6 +243,12 @@ def _median_run(repeats: int, measure: Callable[[int], R], _on: Stack) -> R:
 def _burst(name: str, lines: list[bytes], workers: int, on: Stack, py_spy: Path | None = None
            ) -> live.BurstMeasure:
     return live.burst(on.fresh(name), lines, workers, py_spy=py_spy)
+
+
+def _plan_run(on: Stack, events: list[bytes], workers: int, name: str, plan: Path | None,
+              run: int) -> live.BurstMeasure:
+    """End to end on fresh workers, topics and database, the workers under `plan` (None: the default)."""
+    return live.burst(on.fresh(f"{name}-{run}", plan_path=None if plan is None else str(plan)), events, workers)
 
 
 def _e2e_run(on: Stack, events: list[bytes], workers: int, published: dict[str, Resolved], key: str,
