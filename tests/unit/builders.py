@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import zoneinfo
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,13 +17,15 @@ from typing import Any
 from schemas.events import (
     Callback,
     Cancellation,
+    Feedback,
     LeadHandoff,
+    QualityReview,
     Refund,
     RefundLine,
     Sale,
     SaleLine,
 )
-from stream.plan import Plan, load_plan
+from stream.plan import Kpi, KpiComponent, Plan, load_plan
 from stream.rules import Credit
 
 T0 = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
@@ -146,3 +149,74 @@ def parts(credits: Iterable[Credit], kind: str = "cross_sell") -> list[tuple[str
 def num(value: Decimal) -> str:
     """An exact decimal as plain text without trailing zeros: 84.0000 -> "84", 0.70 -> "0.7"."""
     return f"{value.normalize():f}"
+
+
+# -- SPEC §13 programmes -------------------------------------------------------------------------
+
+
+def feedback(
+    person: str,
+    when: datetime,
+    rating: int,
+    role: str = "field_rep",
+    customer: str = "c1",
+    event_id: str | None = None,
+    sale_id: str | None = None,
+) -> Feedback:
+    return Feedback(
+        event_id=event_id or _id("fb"),
+        occurred_at=when,
+        customer_id=customer,
+        person_id=person,
+        person_role=role,  # type: ignore[arg-type]
+        rating=rating,
+        sale_id=sale_id,
+    )
+
+
+def review(
+    person: str,
+    when: datetime,
+    passed: bool,
+    role: str = "field_rep",
+    customer: str = "c1",
+    event_id: str | None = None,
+    score: int | None = None,
+) -> QualityReview:
+    return QualityReview(
+        event_id=event_id or _id("qr"),
+        occurred_at=when,
+        customer_id=customer,
+        person_id=person,
+        person_role=role,  # type: ignore[arg-type]
+        passed=passed,
+        score=score,
+    )
+
+
+def kpi(
+    target_bonus: str = "200.00",
+    roles: tuple[str, ...] = ("telemarketer", "field_rep"),
+    *components: tuple[str, str, str, str, str],
+) -> Kpi:
+    """A `[kpi]` section; each component as (name, weight, metric, target, cap); by default
+    conversions / rating / compliance at 0.5 / 0.3 / 0.2, conversions capped at 1.5."""
+    chosen = components or (
+        ("conversions", "0.5", "conversions", "3", "1.5"),
+        ("rating", "0.3", "rating", "4.5", "1"),
+        ("compliance", "0.2", "compliance", "0.9", "1"),
+    )
+    return Kpi(Decimal(target_bonus), roles, tuple(
+        KpiComponent(name, Decimal(weight), metric, Decimal(target), Decimal(cap))
+        for name, weight, metric, target, cap in chosen
+    ))
+
+
+def programmes(**changes: Any) -> Plan:
+    """The default plan with every SPEC §13 programme on (amount gate, upsells, lead sharing with a
+    gold prize, KPI), then `changes`; `timezone` also sets the zone."""
+    if "timezone" in changes:
+        changes.setdefault("zone", zoneinfo.ZoneInfo(changes["timezone"]))
+    every = {"version": "programmes-1", "min_amount": Decimal("100.00"), "upsell_rate": Decimal("0.10"),
+             "bronze_points": 2, "silver_points": 3, "gold_prize": Decimal("500.00"), "kpi": kpi()}
+    return plan(**{**every, **changes})

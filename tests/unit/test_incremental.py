@@ -1,17 +1,24 @@
 """The incremental path equals the from-scratch one, without Postgres (issue 12).
 
 `Ledger` below is stream/ledger.py with Postgres taken out: the same admission as the
-store, the same skip (`can_change_credits`), the same per-customer diff (`diff_credits`)
-and the same sums of per-customer tallies (`add_tallies`), kept in dicts instead of tables.
-Whatever batching, order and redeliveries, and whether the worker's cache is warm or cold
-(a restart), its rows must equal `compute_tables`: the id pools overlap, so one person
-holds both parts of a line, and telemarketers sell.
+store, the same skip (`can_change_credits`), the same per-customer diff of credits and facts
+(`diff_customer`), the same sums of per-customer tallies (`add_tallies`), the same lead years
+(`lead_totals` moved by deltas, then each touched year's prizes recomputed from the whole year
+and their changes added to the December months, `lead_points` rewritten for the concerned
+telemarketers only: those moved, the gold holders before and after) and the same write sets
+(`bonus_running` and `kpi_scores` rewritten only for the persons whose totals moved, a row left
+without figures zeroed, never created), kept in dicts instead of tables. Whatever batching,
+order and redeliveries, and whether the worker's cache is warm or cold (a restart), its tables
+must equal `compute_results`: the id pools overlap, so one person holds both parts of a line,
+and telemarketers sell. The SPEC 13 programmes are driven through it by
+tests/unit/test_programme_properties.py.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,8 +26,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Event, Sale
-from stream.bonus import NOTHING, PersonKey, RunningRow, Tally, add_tallies, compute_tables, has_figures, running_row
+from stream import leads
+from stream.bonus import (
+    NOTHING,
+    PersonKey,
+    RunningRow,
+    Tally,
+    add_tallies,
+    compute_tables,
+    has_figures,
+    kpi_roles,
+    person_kpi_scores,
+    running_row,
+)
 from stream.diff import diff_customer
+from stream.kpi import KpiScore
+from stream.leads import NO_LEADS, LeadPointsRow, LeadTally, YearKey
+from stream.money import ZERO
 from stream.plan import Plan
 from stream.rules import Credit, Fact, can_change_credits, credit_customer, customer_outcome
 from tests.unit.builders import DEFAULT, at, callback, handoff, line, plan, refund, sale
@@ -37,7 +59,12 @@ class Ledger:
         self.history: dict[str, list[Event]] = defaultdict(list)
         self.in_force: dict[str, dict[Credit, int]] = defaultdict(dict)
         self.facts: dict[str, dict[Fact, int]] = defaultdict(dict)
-        self.totals: dict[PersonKey, Tally] = {}
+        self.totals: dict[PersonKey, Tally] = {}  # credit_totals
+        self.years: dict[YearKey, LeadTally] = {}  # lead_totals: points, turnover
+        self.prizes: dict[YearKey, Decimal] = {}  # lead_totals.prize
+        self.lead_rows: dict[YearKey, LeadPointsRow] = {}  # lead_points
+        self.running: dict[PersonKey, RunningRow] = {}  # bonus_running
+        self.scores: dict[PersonKey, list[KpiScore]] = {}  # kpi_scores
         self.row_ids = itertools.count(1)
 
     def admit(self, events: list[Event]) -> dict[str, list[Event]]:
@@ -55,8 +82,10 @@ class Ledger:
         return new
 
     def batch(self, events: list[Event], cache_warm: bool = True) -> None:
-        """One batch; a cold cache (after a restart) does not know the customers' histories."""
+        """One batch (`recompute_customers`); a cold cache (after a restart) does not know the
+        customers' histories."""
         deltas: dict[PersonKey, Tally] = {}
+        lead_deltas: dict[YearKey, LeadTally] = {}
         for customer, new in sorted(self.admit(events).items()):
             before = self.history[customer]
             self.history[customer] = [*before, *new]
@@ -67,12 +96,64 @@ class Ledger:
             self.in_force[customer] = {**change.kept, **{c: next(self.row_ids) for c in change.added}}
             self.facts[customer] = {**change.facts_kept, **{f: next(self.row_ids) for f in change.facts_added}}
             add_tallies(deltas, change.deltas)
+            for key, lead_delta in change.lead_deltas.items():
+                lead_deltas[key] = lead_deltas.get(key, NO_LEADS) + lead_delta
+        lead_deltas = {key: delta for key, delta in lead_deltas.items() if delta != NO_LEADS}
+        add_tallies(deltas, self.move_leads(lead_deltas))
+        deltas = {key: delta for key, delta in deltas.items() if delta != NOTHING}
         add_tallies(self.totals, deltas)
+        self.refresh(sorted(deltas))
+
+    def move_leads(self, deltas: dict[YearKey, LeadTally]) -> dict[PersonKey, Tally]:
+        """`_move_leads`: add to the years, recompute each touched year's prizes from the whole
+        year, rewrite the concerned `lead_points` rows; the prize changes as December deltas."""
+        for key, delta in deltas.items():
+            self.years[key] = self.years.get(key, NO_LEADS) + delta
+        prize_deltas: dict[PersonKey, Tally] = {}
+        for year in sorted({year for year, _ in deltas}):
+            tallies = {person: found for (yr, person), found in self.years.items() if yr == year}
+            prizes = leads.year_prizes(tallies, self.plan)
+            for person in tallies:
+                was, now = self.prizes.get((year, person), ZERO), prizes.get(person, ZERO)
+                if now != was:
+                    prize_deltas[(leads.december(year), person)] = Tally(prize=now - was)
+                    self.prizes[(year, person)] = now
+            gold_before = {person for (yr, person), row in self.lead_rows.items() if yr == year and row.gold}
+            concerned = ({person for yr, person in deltas if yr == year} | gold_before
+                         | set(leads.gold_holders(tallies)))  # fmt: skip
+            gold = set(leads.gold_holders(tallies))
+            mine = {person: tallies[person] for person in concerned if person in tallies}
+            for person, found in mine.items():
+                if found.points <= 0:
+                    self.lead_rows.pop((year, person), None)
+            for row in leads.lead_points_rows(year, mine, self.plan):
+                self.lead_rows[(year, row.person_id)] = row._replace(gold=row.person_id in gold)
+        return prize_deltas
+
+    def refresh(self, persons: list[PersonKey]) -> None:
+        """`refresh_running`: these persons' `bonus_running` and `kpi_scores` rows from their totals."""
+        facts = [fact for found in self.facts.values() for fact in found]
+        roles = kpi_roles(facts)
+        for key in persons:
+            found = self.totals[key]
+            role = roles.get(key) if not found.items and (found.rating_count or found.reviews) else None
+            row = running_row(key, found, self.plan, kpi_role=role)
+            if has_figures(row) or key in self.running:  # a row of zeros is never created
+                self.running[key] = row
+            if self.plan.kpi is not None:
+                self.scores.pop(key, None)
+                if scores := person_kpi_scores(key, found, self.plan, role):
+                    self.scores[key] = scores
 
     def rows(self) -> list[RunningRow]:
         """`bonus_running` without the rows of zeros a from-scratch run does not have."""
-        return [row for key, totals in sorted(self.totals.items())
-                if has_figures(row := running_row(key, totals, self.plan))]  # fmt: skip
+        return [row for _, row in sorted(self.running.items()) if has_figures(row)]
+
+    def lead_points(self) -> list[LeadPointsRow]:
+        return [row for _, row in sorted(self.lead_rows.items())]
+
+    def kpi_scores(self) -> list[KpiScore]:
+        return [score for _, found in sorted(self.scores.items()) for score in found]
 
     def credits(self) -> set[Credit]:
         return {credit for found in self.in_force.values() for credit in found}
