@@ -464,7 +464,7 @@ def test_demo_plan_is_the_default_plan_with_every_programme_on() -> None:
     assert demo.version == "demo-1"
     assert demo.min_amount == Decimal("100.00")
     assert demo.upsell_rate == Decimal("0.10")
-    assert (demo.bronze_points, demo.silver_points, demo.gold_prize) == (5, 15, Decimal("500.00"))
+    assert (demo.bronze_points, demo.silver_points, demo.gold_prize) == (20, 40, Decimal("500.00"))
     assert demo.kpi == Kpi(
         target_bonus=Decimal("200.00"),
         roles=ROLES,
