@@ -476,7 +476,7 @@ def test_demo_plan_is_the_default_plan_with_every_programme_on() -> None:
     )
     assert demo.effective_from is None
     # Everything else is the default plan's.
-    programmes = {"version", "min_amount", "upsell_rate", "gold_prize", "kpi"}
+    programmes = {"version", "min_amount", "upsell_rate", "bronze_points", "silver_points", "gold_prize", "kpi"}
     for name in Plan.__dataclass_fields__.keys() - programmes:
         assert getattr(demo, name) == getattr(default, name), name
 
