@@ -81,10 +81,40 @@ class Tally:
 
     def __add__(self, other: Tally) -> Tally:
         with localcontext(EXACT):
-            return Tally(*(a + b for a, b in zip(_values(self), _values(other), strict=True)))
+            return Tally(
+                self.cross_sell_count + other.cross_sell_count,
+                self.cross_sell_amount + other.cross_sell_amount,
+                self.appointments_held + other.appointments_held,
+                self.appointments_converted + other.appointments_converted,
+                self.telemarketer_items + other.telemarketer_items,
+                self.field_rep_items + other.field_rep_items,
+                self.upsell_count + other.upsell_count,
+                self.upsell_amount + other.upsell_amount,
+                self.kpi_conversions + other.kpi_conversions,
+                self.rating_sum + other.rating_sum,
+                self.rating_count + other.rating_count,
+                self.reviews + other.reviews,
+                self.reviews_passed + other.reviews_passed,
+                self.prize + other.prize,
+            )
 
     def __neg__(self) -> Tally:
-        return Tally(*(-value for value in _values(self)))
+        return Tally(
+            -self.cross_sell_count,
+            -self.cross_sell_amount,
+            -self.appointments_held,
+            -self.appointments_converted,
+            -self.telemarketer_items,
+            -self.field_rep_items,
+            -self.upsell_count,
+            -self.upsell_amount,
+            -self.kpi_conversions,
+            -self.rating_sum,
+            -self.rating_count,
+            -self.reviews,
+            -self.reviews_passed,
+            -self.prize,
+        )
 
     @property
     def items(self) -> int:
@@ -100,11 +130,6 @@ class Tally:
 
 
 NOTHING = Tally()
-_TALLY_FIELDS = tuple(f.name for f in fields(Tally))
-
-
-def _values(totals: Tally) -> tuple[int | Decimal, ...]:
-    return tuple(getattr(totals, name) for name in _TALLY_FIELDS)
 
 
 def tally(credits: Iterable[Credit], facts: Iterable[Fact] = ()) -> dict[PersonKey, Tally]:
@@ -149,7 +174,7 @@ def tally(credits: Iterable[Credit], facts: Iterable[Fact] = ()) -> dict[PersonK
     for key, (held, converted, tm, fr, conversions, rating_sum, ratings, reviews, passed) in counts.items():
         credited = lines.get(key, ())
         upsells = sum(1 for line in credited if line[0] == UPSELL)
-        money = amounts.get(key, (ZERO, ZERO))
+        money = amounts.get(key, [ZERO, ZERO])
         result[key] = Tally(len(credited) - upsells, money[0], held, converted, tm, fr, upsells, money[1],
                             conversions, rating_sum, ratings, reviews, passed)
     return result

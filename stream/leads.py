@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import ROUND_DOWN, Context, Decimal
 from typing import NamedTuple
 
 from stream.money import CENT, EXACT, ZERO, round_money
@@ -29,6 +29,8 @@ from stream.plan import Plan
 YearKey = tuple[int, str]  # (year, person_id)
 
 BADGES = ("none", "bronze", "silver")
+#: A division that may be inexact, rounded down (toward the holders' floor of a cent).
+_DOWN = Context(prec=60, rounding=ROUND_DOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +93,7 @@ def split_prize(prize: Decimal, holders: Iterable[str]) -> dict[str, Decimal]:
     if not people:
         return {}
     total = round_money(prize)
-    with localcontext(EXACT) as context:
-        context.traps = []  # the division may be inexact: it is rounded down just below
-        each = (total / len(people)).quantize(CENT, rounding=ROUND_DOWN)
+    each = _DOWN.divide(total, Decimal(len(people))).quantize(CENT, rounding=ROUND_DOWN)
     left = int(EXACT.subtract(total, EXACT.multiply(each, Decimal(len(people)))) / CENT)
     return {person: EXACT.add(each, CENT) if index < left else each for index, person in enumerate(people)}
 

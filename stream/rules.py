@@ -737,7 +737,10 @@ def customer_outcome(events: Iterable[Event], plan: Plan) -> Outcome:
     if customer.leads:
         sellers = _SalesBySeller.of(customer.sales, nets)
         for found in appointment_outcomes(customer.leads.values(), sellers, nets, plan):
-            (credits if isinstance(found, Credit) else facts).append(found)
+            if isinstance(found, Credit):
+                credits.append(found)
+            else:
+                facts.append(found)
     facts.extend(kpi_event_fact(event, plan) for event in customer.kpi_events)
     credits.sort(key=credit_sort_key)
     facts.sort(key=fact_sort_key)
