@@ -24,7 +24,7 @@ from rich.text import Text
 
 from stream import db, embedded
 from stream.errors import CrmbonusError
-from stream.kafka import ensure_topics, ensure_topics_of
+from stream.kafka import ensure_topics, ensure_topics_of, quality_topic_required
 from stream.kafka import publish as publish_messages
 from stream.plan import Plan, load_plan
 from stream.publishing import read_lines, refusals, to_outgoing
@@ -275,7 +275,8 @@ def worker(ctx: click.Context, broker: str | None, database_url: str | None, pla
     Stops cleanly on SIGTERM or Ctrl-C: the batch in hand is committed first. With
     --workers N, N processes share the topics' partitions (and the embedded broker and
     Postgres); if one fails, the others are stopped and the command exits with its code.
-    On a configured broker the topics must exist, unless --create-topics.
+    On a configured broker the topics must exist, unless --create-topics; the quality
+    topic only with a plan that has [kpi], otherwise it is read once it exists.
     """
     from stream.runner import run_worker, supervise
 
@@ -287,8 +288,9 @@ def worker(ctx: click.Context, broker: str | None, database_url: str | None, pla
     the_plan = bonus_plan(settings)
     check_web_bind(settings.web_host, range(web_port, web_port + workers))
     with embedded.services(settings) as resolved:
-        asyncio.run(ensure_topics_of(resolved))
-        note(f"worker consuming {', '.join(resolved.topics.inputs)} at {resolved.broker}"
+        present = asyncio.run(ensure_topics_of(resolved, quality_required=quality_topic_required(the_plan)))
+        waiting = "" if resolved.topics.quality in present else f" ({resolved.topics.quality} once it exists)"
+        note(f"worker consuming {', '.join(present)}{waiting} at {resolved.broker}"
              + (f" ({kafka.describe()})" if kafka.configured else "")
              + (f", HTTP at {settings.web_url}" if workers == 1 else
                 f" ({workers} processes, HTTP on {settings.web_host} ports {web_port}-{web_port + workers - 1})")
@@ -336,7 +338,8 @@ def publish(broker: str | None, database_url: str | None, plan: str | None, kafk
     Lines without a known event_type (or not JSON) go to the sales topic, where the
     worker dead-letters them. Keyed by customer_id where present. Blank lines are skipped.
     With no --broker, publishes to the embedded broker of a running `crmbonus worker`.
-    On a configured broker the input topics must exist, unless --create-topics.
+    On a configured broker the input topics must exist (the quality topic only when a
+    line goes there), unless --create-topics.
     """
     settings = settings_from(broker, database_url, plan, kafka,
                              **topic_settings(create_topics, partitions, replication_factor))
@@ -354,6 +357,7 @@ def publish(broker: str | None, database_url: str | None, plan: str | None, kafk
             f"under {settings.data_dir}/; start `crmbonus worker` first, or use `crmbonus replay`"
         )
     outgoing = [to_outgoing(line.raw, settings.topics) for line in lines]
+    destinations = {message.topic for message in outgoing}
     embedded_target = settings.broker is None
     with bars() as progress:
         task = progress.add_task("published", total=len(outgoing))
@@ -362,7 +366,8 @@ def publish(broker: str | None, database_url: str | None, plan: str | None, kafk
             await ensure_topics(target, settings.topics, settings.partitions, security=settings.kafka,
                                 create=embedded_target or settings.create_topics,
                                 replication_factor=topic_replicas(settings.replication_factor, embedded_target),
-                                required=settings.topics.inputs, command="publish")
+                                required=settings.topics.required(quality=settings.topics.quality in destinations),
+                                command="publish")
             await publish_messages(target, outgoing, on_sent=lambda n: progress.advance(task, n),
                                    security=settings.kafka)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faust.exceptions import NotReady
 
 from schemas.messages import DeadLetter, Message
-from stream.kafka import client_options, ensure_topics_of
+from stream.kafka import client_options, ensure_topics_of, quality_topic_required
 from stream.settings import Resolved, bootstrap_servers
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ FETCH_MAX_WAIT_MS = 50
 ISOLATION_LEVEL = "read_committed"
 #: Kafka's default message limit is 1 MB; a longer dead letter is cut on the topic (not in Postgres).
 MAX_FORWARDED_BYTES = 900 * 1024
+#: How often a worker whose quality topic is missing looks for it (aiokafka's metadata refresh,
+#: 5 minutes by default): a `feedback` published once the topic is made is read within this.
+WATCH_METADATA_MAX_AGE_MS = 30_000
 #: How long a dead letter waits for the app's producer to finish starting (tries x seconds).
 PRODUCER_START_WAIT_TRIES = 100
 PRODUCER_START_WAIT_S = 0.1
@@ -55,11 +59,19 @@ class BatchConsumer:
     @classmethod
     async def join(cls, runtime: Runtime, idle: asyncio.Event) -> BatchConsumer:
         """Check the topics (created where missing on the embedded broker or with `--create-topics`)
-        and join the group; a rebalance waits for `idle` (no batch in flight). Auto-commit is off:
+        and join the group; a rebalance waits for `idle` (no batch in flight). The quality topic,
+        required only by a plan with `[kpi]`, is otherwise read once it exists: while it is missing
+        the subscription is a pattern of the input topics (`inputs_pattern`). Auto-commit is off:
         offsets are committed only after the batch's Postgres commit. The lag's high-water marks
         come from this client's fetches, so it reads them with the same security settings."""
         settings, timing = runtime.settings, runtime.timing
-        await ensure_topics_of(settings)
+        present = await ensure_topics_of(settings, quality_required=quality_topic_required(runtime.plan))
+        topics = settings.topics
+        watch = topics.quality not in present  # SPEC section 11: read when it exists
+        if watch:
+            logger.info("topic %s is not at %s: reading %s, and %s as soon as it is created (within %d s)",
+                        topics.quality, settings.broker, ", ".join(present), topics.quality,
+                        WATCH_METADATA_MAX_AGE_MS // 1000)
         kafka = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(settings.broker),
             group_id=settings.group_id,
@@ -74,9 +86,14 @@ class BatchConsumer:
             fetch_max_bytes=FETCH_MAX_BYTES,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_poll_interval_ms=settings.max_poll_interval_ms,
+            **({"metadata_max_age_ms": WATCH_METADATA_MAX_AGE_MS} if watch else {}),
             **client_options(settings.kafka),
         )
-        kafka.subscribe(list(settings.topics.inputs), listener=_Rebalance(runtime, idle))
+        listener = _Rebalance(runtime, idle)
+        if watch:
+            kafka.subscribe(pattern=inputs_pattern(topics.inputs), listener=listener)
+        else:
+            kafka.subscribe(list(topics.inputs), listener=listener)
         await kafka.start()
         return cls(kafka, settings)
 
@@ -111,6 +128,16 @@ class BatchConsumer:
             if highwater is not None:
                 found[(tp.topic, tp.partition)] = highwater
         return found
+
+
+def inputs_pattern(names: Iterable[str]) -> str:
+    """A subscription pattern matching exactly these topic names.
+
+    Subscribed by name, a missing topic would be asked for in every metadata request, which a
+    broker with `auto.create.topics.enable` answers by creating it (with its default partitions);
+    a pattern asks for all topics and creates none. The group rebalances when a match appears.
+    """
+    return "^(?:" + "|".join(re.escape(name) for name in names) + r")\Z"
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -34,6 +34,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 
 from stream.errors import ConfigError, CrmbonusError, UnreachableError
+from stream.plan import Plan
 from stream.settings import (
     ENV_BROKER,
     ENV_KAFKA_SASL_MECHANISM,
@@ -180,6 +181,14 @@ def _diagnosis(hostport: str, security: KafkaSecurity, error: Exception) -> str:
     return f"Kafka at {hostport} ({security.describe()}): {type(error).__name__}: {error}"
 
 
+def quality_topic_required(plan: Plan) -> bool:
+    """Whether the topic `crm.quality` must exist (SPEC section 11): when the plan has `[kpi]`.
+
+    Otherwise the worker reads it when it exists (`BatchConsumer.join`).
+    """
+    return plan.kpi is not None
+
+
 async def ensure_topics(
     broker: str,
     topics: Topics,
@@ -189,13 +198,17 @@ async def ensure_topics(
     create: bool = True,
     replication_factor: int = 1,
     required: Sequence[str] | None = None,
+    quality_required: bool = False,
     command: str = "worker",
-) -> None:
-    """Check that the four topics of SPEC section 2 exist; create the missing ones if `create`.
+) -> tuple[str, ...]:
+    """Check that the topics of SPEC sections 2 and 13 exist; create the missing ones if `create`.
 
-    Without `create` (a configured broker, SPEC section 11), missing `required` topics (default:
-    all four) are an error naming them and the `crmbonus <command> --create-topics` that would
-    make them; with it, every missing one of the four is made (existing ones are left as they are).
+    Without `create` (a configured broker, SPEC section 11), missing `required` topics are an error
+    naming them and the `crmbonus <command> --create-topics` that would make them. `required`
+    defaults to the three input topics of section 2, the quality topic if `quality_required`, and
+    the dead-letter topic. With `create`, every missing one of the five is made, the quality topic
+    included (existing ones are left as they are). Returns the input topics that exist now, in the
+    order of `Topics.inputs`: what a worker can subscribe to.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), request_timeout_ms=10_000,
                                 **client_options(security))
@@ -209,7 +222,9 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         wanted = [*topics.inputs, topics.dead_letters]
         if not create:
-            missing = [name for name in (wanted if required is None else required) if name not in existing]
+            if required is None:
+                required = [*topics.required(quality=quality_required), topics.dead_letters]
+            missing = [name for name in required if name not in existing]
             if missing:
                 visible = f" (or user {security.sasl_username!r} may not see them)" if security.sasl else ""
                 raise ConfigError(
@@ -217,20 +232,21 @@ async def ensure_topics(
                     f"`crmbonus {command} --create-topics --partitions {partitions} --replication-factor "
                     f"{replication_factor}`"
                 )
-            return
+            return tuple(name for name in topics.inputs if name in existing)
         absent = [name for name in wanted if name not in existing]
         if absent:
             await _create(admin, broker, absent, partitions, replication_factor)
+        return topics.inputs
     finally:
         await admin.close()
 
 
-async def ensure_topics_of(settings: Resolved, *, command: str = "worker", required: Sequence[str] | None = None
-                           ) -> None:
+async def ensure_topics_of(settings: Resolved, *, command: str = "worker", required: Sequence[str] | None = None,
+                           quality_required: bool = False) -> tuple[str, ...]:
     """`ensure_topics` as `settings` say: created on the embedded broker or with `--create-topics`."""
-    await ensure_topics(settings.broker, settings.topics, settings.partitions, security=settings.kafka,
-                        create=settings.creates_topics, replication_factor=settings.topic_replicas,
-                        required=required, command=command)
+    return await ensure_topics(settings.broker, settings.topics, settings.partitions, security=settings.kafka,
+                               create=settings.creates_topics, replication_factor=settings.topic_replicas,
+                               required=required, quality_required=quality_required, command=command)
 
 
 async def _create(admin: AIOKafkaAdminClient, broker: str, names: Sequence[str], partitions: int,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stream import embedded
 from stream.errors import CrmbonusError
-from stream.kafka import ensure_topics_of, publish
+from stream.kafka import ensure_topics_of, publish, quality_topic_required
 from stream.pipeline import BatchResult
 from stream.plan import Plan
 from stream.publishing import read_lines, to_outgoing
@@ -99,16 +99,19 @@ def process_resolved(
     started = time.monotonic() if started is None else started
     report = ReplayReport(published=len(lines), broker=settings.broker)
     settings = replace(settings, web_enabled=keep_serving)
-    targets = asyncio.run(_publish(settings, lines, progress, command))
+    targets = asyncio.run(_publish(settings, plan, lines, progress, command))
     if targets or keep_serving:
         _run(settings, plan, targets, report, progress, started, then, keep_serving)
     report.seconds = time.monotonic() - started
     return report
 
 
-async def _publish(settings: Resolved, lines: Sequence[bytes], progress: ReplayProgress, command: str) -> Offsets:
-    await ensure_topics_of(settings, command=command)
+async def _publish(settings: Resolved, plan: Plan, lines: Sequence[bytes], progress: ReplayProgress,
+                   command: str) -> Offsets:
+    """The quality topic must exist on a configured broker when the plan has `[kpi]` or a line goes there."""
     outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
+    quality = quality_topic_required(plan) or any(message.topic == settings.topics.quality for message in outgoing)
+    await ensure_topics_of(settings, command=command, quality_required=quality)
     return await publish(settings.broker, outgoing, on_sent=progress.published, security=settings.kafka)
 
 

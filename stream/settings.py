@@ -67,12 +67,15 @@ def _named(env: str) -> str:
 
 @dataclass(frozen=True)
 class Topics:
-    """Topic names of SPEC section 2; one prefix setting renames all four."""
+    """Topic names of SPEC sections 2 and 13; one prefix setting renames all five."""
 
     sales: str
     callbacks: str
     lead_handoffs: str
     dead_letters: str
+    #: `feedback` and `quality_review` (SPEC section 13). On a configured broker it must exist only
+    #: when a plan version has a `[kpi]` section; otherwise it is read when it exists (SPEC section 11).
+    quality: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -81,11 +84,18 @@ class Topics:
             callbacks=f"{prefix}callbacks",
             lead_handoffs=f"{prefix}lead-handoffs",
             dead_letters=f"{prefix}dead-letters",
+            quality=f"{prefix}quality",
         )
 
     @property
-    def inputs(self) -> tuple[str, str, str]:
-        return (self.sales, self.callbacks, self.lead_handoffs)
+    def inputs(self) -> tuple[str, str, str, str]:
+        """Every topic a worker reads (`quality` once it exists, see `required`)."""
+        return (self.sales, self.callbacks, self.lead_handoffs, self.quality)
+
+    def required(self, *, quality: bool) -> tuple[str, ...]:
+        """The input topics that must exist on a configured broker (SPEC section 11): the three of
+        section 2, and `quality` only when asked (a plan version with `[kpi]`, or lines bound for it)."""
+        return (self.sales, self.callbacks, self.lead_handoffs, *((self.quality,) if quality else ()))
 
     def for_event_type(self, event_type: str | None) -> str:
         """SPEC section 8 `publish`: the topic of an event type; anything else goes to sales."""
@@ -93,6 +103,8 @@ class Topics:
             return self.callbacks
         if event_type == "lead_handoff":
             return self.lead_handoffs
+        if event_type in ("feedback", "quality_review"):
+            return self.quality
         return self.sales
 
 

@@ -336,12 +336,13 @@ async def test_missing_topics_are_named_unless_created(kafka: ApacheKafka, prefi
                                                        pg_url: str) -> None:
     topics = Topics.with_prefix(prefix)
     everything = [*topics.inputs, topics.dead_letters]
+    required = [*topics.required(quality=False), topics.dead_letters]  # no [kpi], no KPI event: no quality topic
     env = secured(kafka, prefix, database_url=pg_url)
     at = f"missing at {broker_url(kafka)}"
     for command, missing, hint in (
-        (["worker", "--web-port", str(free_port())], everything, "crmbonus worker --create-topics"),
-        (["replay", str(MONTH)], everything, "crmbonus replay --create-topics"),
-        (["publish", str(MONTH)], list(topics.inputs), "crmbonus publish --create-topics"),
+        (["worker", "--web-port", str(free_port())], required, "crmbonus worker --create-topics"),
+        (["replay", str(MONTH)], required, "crmbonus replay --create-topics"),
+        (["publish", str(MONTH)], list(topics.required(quality=False)), "crmbonus publish --create-topics"),
     ):
         done = crmbonus(*command, cwd=workdir, env=env)
         assert done.returncode == 2, (command, done.stderr[-4000:])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from schemas.events import EVENT_TYPES
 from stream import cli
 from stream.errors import ConfigError, CrmbonusError
 from stream.periods import adjustment_target, check_period, next_period
@@ -48,16 +50,50 @@ def test_nothing_configured_means_embedded(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.broker is None and settings.database_url is None
-    assert settings.topics == Topics("crm.sales", "crm.callbacks", "crm.lead-handoffs", "crm.dead-letters")
+    assert settings.topics == Topics("crm.sales", "crm.callbacks", "crm.lead-handoffs", "crm.dead-letters",
+                                     "crm.quality")
     assert settings.web_port == 6066
 
 
 @pytest.mark.parametrize("event_type,topic", [
     ("sale", "crm.sales"), ("refund", "crm.sales"), ("cancellation", "crm.sales"), ("callback", "crm.callbacks"),
-    ("lead_handoff", "crm.lead-handoffs"), ("teleport", "crm.sales"), (None, "crm.sales"),
+    ("lead_handoff", "crm.lead-handoffs"), ("feedback", "crm.quality"), ("quality_review", "crm.quality"),
+    ("teleport", "crm.sales"), ("Feedback", "crm.sales"), (None, "crm.sales"),
 ])
 def test_topic_of_an_event_type(event_type: str | None, topic: str) -> None:
     assert Topics.with_prefix("crm.").for_event_type(event_type) == topic
+
+
+def test_every_event_type_has_its_topic() -> None:
+    """SPEC sections 2 and 13: the sales topic takes only sales, cancellations, refunds and the rest."""
+    topics = Topics.with_prefix("crm.")
+    assert {name: topics.for_event_type(name) for name in EVENT_TYPES} == {
+        "sale": "crm.sales", "cancellation": "crm.sales", "refund": "crm.sales", "callback": "crm.callbacks",
+        "lead_handoff": "crm.lead-handoffs", "feedback": "crm.quality", "quality_review": "crm.quality"}
+
+
+def test_the_prefix_renames_the_quality_topic_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMBONUS_TOPIC_PREFIX", "acme.")
+    topics = load_settings().topics
+    assert (topics.quality, topics.for_event_type("feedback")) == ("acme.quality", "acme.quality")
+
+
+def test_inputs_and_the_topics_a_configured_broker_must_have() -> None:
+    """SPEC section 11: the quality topic is read when it exists, required only when asked."""
+    topics = Topics.with_prefix("crm.")
+    assert topics.inputs == ("crm.sales", "crm.callbacks", "crm.lead-handoffs", "crm.quality")
+    assert topics.required(quality=False) == ("crm.sales", "crm.callbacks", "crm.lead-handoffs")
+    assert topics.required(quality=True) == topics.inputs
+
+
+def test_the_pattern_of_a_worker_waiting_for_the_quality_topic_matches_its_inputs_exactly() -> None:
+    from stream.consumer import inputs_pattern
+
+    topics = Topics.with_prefix("acme.crm.")
+    matches = re.compile(inputs_pattern(topics.inputs)).match  # as aiokafka matches a pattern
+    assert [name for name in ["acme.crm.sales", "acme.crm.callbacks", "acme.crm.lead-handoffs", "acme.crm.quality",
+                              "acme.crm.dead-letters", "acme.crm.salesX", "acmeXcrm.sales", "x.acme.crm.quality",
+                              "acme.crm.quality\n"] if matches(name)] == list(topics.inputs)
 
 
 def test_several_brokers() -> None:
