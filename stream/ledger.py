@@ -406,12 +406,15 @@ ON CONFLICT (period, person_id) DO UPDATE SET
     total_bonus = {_EARNED_SUM} + b.prior_adjustments,
     updated_at = now()
 """
-#: A row that has nothing left is zeroed where it exists and never created (SPEC §14).
+#: A row that has nothing left is zeroed where it exists and never created (SPEC §14). It keeps its
+#: role: with no credit left the rules have none to give it, and an adjustment of a settled month
+#: is paid under the role the month was settled with (a gold holder who lost December's prize
+#: stays a telemarketer).
 _ZERO_RUNNING = f"""
 UPDATE bonus_running b SET {", ".join(f"{name} = 0" for name in FIGURE_COLUMNS
                                      if name not in ("prior_adjustments", "total_bonus"))},
-    total_bonus = b.prior_adjustments, role = k.role, plan_version = k.plan_version, updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(period, person_id, role, plan_version)
+    total_bonus = b.prior_adjustments, plan_version = k.plan_version, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(period, person_id, plan_version)
 WHERE b.period = k.period AND b.person_id = k.person_id
 """
 
@@ -440,7 +443,7 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
     if len(live) < len(rows):
         empty = [row for row in rows if not has_figures(row)]
         await conn.execute(_ZERO_RUNNING, [r.period for r in empty], [r.person_id for r in empty],
-                           [r.role for r in empty], [r.plan_version for r in empty])
+                           [r.plan_version for r in empty])
     if plan.kpi is not None:
         await conn.execute(
             "DELETE FROM kpi_scores s USING unnest($1::text[], $2::text[]) AS k(period, person_id)"
@@ -496,7 +499,7 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[Perso
     after = {(row["period"], row["person_id"]): tuple(row)
              for row in await conn.fetch(f"SELECT {figures} FROM bonus_running")}
     changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
-    await settlement.carry_adjustments(conn, changed)
+    await settlement.carry_adjustments(conn, changed, plan)
     await conn.execute("DELETE FROM ledger_rebuilds")
     logger.warning("rebuilt: %d bonus_running rows changed", len(changed))
     return changed

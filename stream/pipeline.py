@@ -236,7 +236,7 @@ class Pipeline:
 
     async def _credit(self, conn: asyncpg.Connection, outcome: InsertOutcome) -> LedgerChange:
         change = await ledger.recompute_customers(conn, by_customer(outcome.inserted), self.plan, self.cache)
-        await settlement.carry_adjustments(conn, sorted(change.persons))
+        await settlement.carry_adjustments(conn, sorted(change.persons), self.plan)
         return change
 
     async def _apply(self, conn: asyncpg.Connection, part: Sequence[Decoded]) -> tuple[InsertOutcome, LedgerChange]:

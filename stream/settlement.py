@@ -26,6 +26,7 @@ import asyncpg
 from schemas.events import FIELD_REP
 from stream.bonus import EARNED_COLUMNS, RUNNING_COLUMNS, PersonKey, earned, paid
 from stream.periods import adjustment_target, check_period
+from stream.plan import Plan
 from stream.reports import NONZERO_ROW
 
 logger = logging.getLogger(__name__)
@@ -89,10 +90,11 @@ async def _summary(conn: asyncpg.Connection, period: str, closed: asyncpg.Record
                       already_closed)
 
 
-async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKey]) -> set[PersonKey]:
+async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan: Plan) -> set[PersonKey]:
     """Recompute the adjustments of the changed (period, person) pairs whose period is closed.
 
-    Returns the (target period, person) rows whose `prior_adjustments` changed.
+    Returns the (target period, person) rows whose `prior_adjustments` changed. A target row
+    created for an adjustment carries the version of `plan` (SPEC §12, §14).
     """
     if not persons:
         return set()
@@ -103,7 +105,7 @@ async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKe
         await _carry(conn, period, person, target)
         touched.add((target, person))
     for target, person in sorted(touched):
-        await _apply_prior_adjustments(conn, target, person)
+        await _apply_prior_adjustments(conn, target, person, plan.version)
     return touched
 
 
@@ -146,7 +148,7 @@ async def _carry(conn: asyncpg.Connection, source: str, person: str, target: str
     )
 
 
-async def _apply_prior_adjustments(conn: asyncpg.Connection, target: str, person: str) -> None:
+async def _apply_prior_adjustments(conn: asyncpg.Connection, target: str, person: str, plan_version: str) -> None:
     """Set the target row's prior_adjustments to the sum of its adjustments; create the row if needed."""
     adj = await conn.fetchrow(
         "SELECT coalesce(sum(amount), 0) AS total, (array_agg(role ORDER BY source_period DESC))[1] AS role"
@@ -166,8 +168,8 @@ async def _apply_prior_adjustments(conn: asyncpg.Connection, target: str, person
             """
             INSERT INTO bonus_running (period, person_id, role, cross_sell_count, cross_sell_amount,
                 appointments_held, appointments_converted, cross_sell_bonus, appointment_bonus,
-                prior_adjustments, total_bonus, updated_at)
-            VALUES ($1, $2, $3, 0, 0, 0, 0, 0, 0, $4, $4, now())
+                prior_adjustments, total_bonus, plan_version, updated_at)
+            VALUES ($1, $2, $3, 0, 0, 0, 0, 0, 0, $4, $4, $5, now())
             """,
-            target, person, adj["role"], adj["total"],
+            target, person, adj["role"], adj["total"], plan_version,
         )
