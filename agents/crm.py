@@ -1,4 +1,4 @@
-"""The CRM consumer: batches from the three input topics into the pipeline, dead letters out.
+"""The CRM consumer: batches from the input topics (SPEC 2, 13) into the pipeline, dead letters out.
 
 It runs as a service of the Faust app (which also owns the web server, the timers
 and the producer), but reads with aiokafka's `getmany` rather than a Faust agent's

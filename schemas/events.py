@@ -314,7 +314,8 @@ class Feedback(_Event, tag="feedback", frozen=True):
     sale_id: Id | None = None
 
     def __post_init__(self) -> None:
-        check_ids(self, self.event_id, self.customer_id, self.person_id, *(() if self.sale_id is None else (self.sale_id,)))
+        sale = () if self.sale_id is None else (self.sale_id,)
+        check_ids(self, self.event_id, self.customer_id, self.person_id, *sale)
 
 
 class QualityReview(_Event, tag="quality_review", frozen=True):
