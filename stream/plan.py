@@ -19,6 +19,8 @@ time zone, ...) is checked afterwards, on the typed document.
 
 Every refusal is a `PlanError` reading ``plan <source>: <key path>: <what is wrong>``, where
 the key path is dotted with zero-based list indices, e.g. ``cross_sell.tiers[1].up_to``.
+
+A directory of effective-dated versions (SPEC §12) is `stream.plan_versions`, built on `parse_plan`.
 """
 
 from __future__ import annotations
@@ -121,8 +123,24 @@ class Plan:
 
 
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
-    """Read and validate the plan at `path` (default: the shipped plan, `DEFAULT_PLAN_PATH`)."""
+    """Read and validate the plan FILE at `path` (default: the shipped plan, `DEFAULT_PLAN_PATH`).
+
+    A directory of versions (SPEC §12) is refused, pointing to `stream.plan_versions.load_plans`: one
+    `Plan` cannot stand for every period, and taking one of the versions would pay the other
+    periods by a silent choice.
+    """
     plan_path = DEFAULT_PLAN_PATH if path is None else pathlib.Path(path)
+    source = os.fspath(plan_path)
+    if plan_path.is_dir():
+        raise PlanError(
+            f"plan {source}: is a directory of plan versions (SPEC section 12); "
+            f"load it with stream.plan_versions.load_plans, which picks the version in force for each period"
+        )
+    return parse_plan(read_plan_text(plan_path), source)
+
+
+def read_plan_text(plan_path: pathlib.Path) -> str:
+    """The text of the plan file at `plan_path`, or a `PlanError` naming it."""
     source = os.fspath(plan_path)
     try:
         text = plan_path.read_text(encoding="utf-8")
@@ -131,7 +149,7 @@ def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
         raise PlanError(f"plan {source}: cannot read the plan file: {reason}") from error
     except UnicodeDecodeError as error:
         raise PlanError(f"plan {source}: the plan file is not UTF-8 text: {error}") from error
-    return parse_plan(text, source)
+    return text
 
 
 def parse_plan(text: str, source: str = "<plan>") -> Plan:
