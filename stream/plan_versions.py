@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -112,9 +113,7 @@ class Plans:
 
     def version_for(self, period: str) -> PlanVersion:
         """SPEC §12: the version with the greatest `effective_from` <= `period`, else the earliest."""
-        check_period(period)
-        starts = [record.effective_from or "" for record in self.records]
-        return self.records[max(bisect.bisect_right(starts, period) - 1, 0)]
+        return _version_for(self, period)  # asked for every credit of every customer: cached
 
     def for_period(self, period: str) -> Plan:
         """The plan in force for `period` (``YYYY-MM``), as `version_for` picks it."""
@@ -126,6 +125,13 @@ class Plans:
             if record.plan == plan:
                 return record.digest
         raise ValueError(f"plan version {plan.version!r} is not one of the plans of {self.source}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _version_for(plans: Plans, period: str) -> PlanVersion:
+    check_period(period)
+    starts = [record.effective_from or "" for record in plans.records]
+    return plans.records[max(bisect.bisect_right(starts, period) - 1, 0)]
 
 
 def load_plans(path: str | os.PathLike[str] | None = None) -> Plans:
@@ -194,7 +200,7 @@ def _checked(records: tuple[PlanVersion, ...], source: str) -> tuple[PlanVersion
     for record in records:
         zones.setdefault(record.plan.timezone, []).append(record.source)
     if len(zones) > 1:
-        found = " and ".join(f"{zone!r} in {_names(files)}" for zone, files in zones.items())
+        found = "; ".join(f"{zone!r} in {_names(files)}" for zone, files in zones.items())
         raise PlanError(f"plan {source}: timezone: the versions must share one time zone (periods are months "
                         f"in it), got {found}")
     return records
@@ -245,3 +251,10 @@ def _canonical(value: object) -> object:
     if value is None or isinstance(value, str | int):
         return value
     raise TypeError(f"no canonical form for {type(value).__name__} in a plan")
+
+
+@functools.lru_cache(maxsize=64)
+def as_plans(plans: Plan | Plans) -> Plans:
+    """`plans` as `Plans`: a single `Plan` is the one version in force for every period. Lets the
+    pure core and the ledger take either, so code (and tests) that know one plan stay simple."""
+    return plans if isinstance(plans, Plans) else Plans.of(plans, source=f"plan {plans.version!r}")
