@@ -32,6 +32,7 @@ from schemas.messages import Message
 from stream.consumer import BatchConsumer, forward
 from stream.memory import return_free_memory, settle_garbage_collector
 from stream.pipeline import BatchResult, Pipeline
+from stream.plan_changes import PlansChanged
 
 if TYPE_CHECKING:
     from stream.runtime import Runtime
@@ -77,6 +78,9 @@ class CrmConsumer(Service):
             self.idle.clear()
             try:
                 result, stopping = await commit_even_if_stopped(pipeline, batch)
+            except PlansChanged as changed:  # SPEC 12: the worker started last wins; this one stops
+                self.runtime.stop_with(str(changed))
+                return
             finally:
                 self.idle.set()
             # Dead letters first: `batch_done` may end a `replay` (caught up), and a stopping worker

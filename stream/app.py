@@ -19,6 +19,7 @@ from agents.crm import CrmConsumer
 from stream import web
 from stream.kafka import client_options
 from stream.plan import Plan
+from stream.plan_versions import Plans
 from stream.runtime import Runtime
 from stream.settings import Resolved
 
@@ -53,7 +54,7 @@ def broker_credentials(options: Mapping[str, Any]) -> CredentialsT | None:
                                  mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"))
 
 
-def build_app(settings: Resolved, plan: Plan) -> tuple[faust.App, Runtime]:
+def build_app(settings: Resolved, plan: Plan | Plans) -> tuple[faust.App, Runtime]:
     """The Faust app with the CRM consumer and the web pages registered, and the runtime they share.
 
     Faust's data directory goes under the data directory, made here (parents too): a worker

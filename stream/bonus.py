@@ -30,6 +30,7 @@ from stream import kpi, leads
 from stream.leads import LeadPointsRow, LeadTally, YearKey
 from stream.money import EXACT, ZERO, round_money
 from stream.plan import Plan
+from stream.plan_versions import Plans, as_plans
 from stream.rules import (
     APPOINTMENT_CONVERTED,
     APPOINTMENT_HELD,
@@ -42,7 +43,7 @@ from stream.rules import (
     Credit,
     Fact,
     credit_sort_key,
-    customer_outcome,
+    outcome_under,
 )
 
 PersonKey = tuple[str, str]  # (period, person_id)
@@ -385,9 +386,10 @@ class Results(NamedTuple):
     kpi_scores: list[kpi.KpiScore]
 
 
-def compute_results(events: Iterable[Event], plan: Plan) -> Results:
+def compute_results(events: Iterable[Event], plans: Plan | Plans) -> Results:
     """SPEC §5-§14 from scratch: the rows of `bonus_running`, `credits`, `lead_points` and
-    `kpi_scores` of all `events`, each sorted by its key.
+    `kpi_scores` of all `events`, each sorted by its key. Each period under the plan version in
+    force for it (SPEC §12); a year's badges and prize under its December's.
 
     The reference the pipeline must agree with. It knows nothing of settlement (SPEC §7):
     `prior_adjustments` is 0.00, and a row whose every figure is zero is left out (SPEC §14:
@@ -396,10 +398,11 @@ def compute_results(events: Iterable[Event], plan: Plan) -> Results:
     by_customer: dict[str, list[Event]] = defaultdict(list)
     for event in _as_admitted(events):
         by_customer[event.customer_id].append(event)
+    versions = as_plans(plans)
     credits: list[Credit] = []
     facts: list[Fact] = []
     for found in by_customer.values():
-        outcome = customer_outcome(found, plan)
+        outcome = outcome_under(found, versions)
         credits += outcome.credits
         facts += outcome.facts
     totals = tally(credits, facts)
@@ -408,17 +411,19 @@ def compute_results(events: Iterable[Event], plan: Plan) -> Results:
         years[yr][person] = found_tally
     lead_rows: list[LeadPointsRow] = []
     for yr in sorted(years):
-        lead_rows += leads.lead_points_rows(yr, years[yr], plan)
-        for person, prize in leads.year_prizes(years[yr], plan).items():
+        december = versions.for_period(leads.december(yr))
+        lead_rows += leads.lead_points_rows(yr, years[yr], december)
+        for person, prize in leads.year_prizes(years[yr], december).items():
             key = (leads.december(yr), person)
             totals[key] = totals.get(key, NOTHING) + Tally(prize=prize)
     roles = kpi_roles(facts)
-    running = [row for key in sorted(totals)
-               if has_figures(row := running_row(key, totals[key], plan, kpi_role=roles.get(key)))]
-    scores = [row for key in sorted(totals) for row in person_kpi_scores(key, totals[key], plan, roles.get(key))]
+    running = [row for key in sorted(totals) if has_figures(
+        row := running_row(key, totals[key], versions.for_period(key[0]), kpi_role=roles.get(key)))]
+    scores = [score for key in sorted(totals)
+              for score in person_kpi_scores(key, totals[key], versions.for_period(key[0]), roles.get(key))]
     return Results(running, sorted(credits, key=credit_sort_key), lead_rows, scores)
 
 
-def compute_tables(events: Iterable[Event], plan: Plan) -> list[RunningRow]:
+def compute_tables(events: Iterable[Event], plan: Plan | Plans) -> list[RunningRow]:
     """The `bonus_running` rows of `compute_results`."""
     return compute_results(events, plan).running

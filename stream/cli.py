@@ -26,7 +26,7 @@ from stream import db, embedded
 from stream.errors import CrmbonusError
 from stream.kafka import ensure_topics, ensure_topics_of, quality_topic_required
 from stream.kafka import publish as publish_messages
-from stream.plan import Plan, load_plan
+from stream.plan_versions import Plans, load_plans
 from stream.publishing import read_lines, refusals, to_outgoing
 from stream.settings import (
     DEFAULT_PARTITIONS,
@@ -229,17 +229,22 @@ def check_web_bind(host: str, ports: range) -> None:
             raise CrmbonusError(f"cannot serve HTTP on {where}: {reason} (check --web-host and --web-port)") from error
 
 
-def bonus_plan(settings: Settings) -> Plan:
-    """The plan of `settings` (--plan or CRMBONUS_PLAN, else the shipped one), checked."""
+def bonus_plan(settings: Settings) -> Plans:
+    """The plans of `settings` (--plan or CRMBONUS_PLAN, else the shipped one), checked."""
     return plan_at(settings.plan_path)
 
 
-def plan_at(path: str | None) -> Plan:
-    """The plan file at `path` (None: the shipped one), read and validated."""
-    if path is not None and Path(path).is_dir():
-        raise CrmbonusError(f"plan {path} is a directory: plan versions in a directory (SPEC section 12) are not "
-                            f"supported yet; give one TOML file (--plan or {ENV_PLAN})")
-    return load_plan(path)
+def describe_versions(plans: Plans) -> str:
+    """``version demo-1``, or ``versions v1 (from 2026-01), v2 (from 2026-07)`` for a directory."""
+    if plans.single:
+        return f"version {plans.first.version}"
+    return "versions " + ", ".join(f"{r.version} (from {r.effective_from})" for r in plans.records)
+
+
+def plan_at(path: str | None) -> Plans:
+    """The plan at `path` (None: the shipped one): a file, or a directory of versions (SPEC 12),
+    read and validated."""
+    return load_plans(path)
 
 
 def topic_settings(create_topics: bool, partitions: int, replication_factor: int | None) -> dict[str, Any]:
@@ -614,7 +619,7 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: 
 
     with replay_bars() as (progress, bars):
         note(f"generating {chosen}: {customers} customers, seed {seed}; plan {settings.plan_path} "
-             f"(version {the_plan.version}" + (", every programme on; --plan for another)" if plan is None else ")"))
+             f"({describe_versions(the_plan)}" + (", every programme on; --plan for another)" if plan is None else ")"))
         run_demo(settings, the_plan, config, Path.cwd(), show, bars, serve=serve)
 
 

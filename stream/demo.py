@@ -18,6 +18,7 @@ from stream import reports
 from stream.demo_data import DemoConfig, generate, write_jsonl
 from stream.errors import CrmbonusError
 from stream.plan import DEMO_PLAN_PATH, Plan
+from stream.plan_versions import Plans
 from stream.replay import ReplayProgress, ReplayReport, process
 from stream.runtime import Runtime
 from stream.settings import Settings
@@ -50,7 +51,7 @@ class DemoOutcome:
 
 def run_demo(
     settings: Settings,
-    plan: Plan,
+    plan: Plan | Plans,
     config: DemoConfig,
     payroll_dir: Path,
     show: Callable[[DemoOutcome], None],

@@ -197,7 +197,7 @@ READER_TABLES: dict[str, str] = {
 }
 #: Tables crmbonus keeps for itself; reports never read them and their shape may change in any release.
 INTERNAL_TABLES = ("events", "consumer_progress", "customers", "credit_totals", "ledger_rebuilds",
-                   "customer_facts", "lead_totals")
+                   "customer_facts", "lead_totals", "plan_versions", "plan_state")
 
 #: What sends events to the dead-letter topic instead of a CRM publisher.
 _DEAD_LETTER_TOPIC_NOTE = "invalid input, written by crmbonus (headers `reason`, `detail`, `source_*`)"

@@ -35,6 +35,7 @@ from aiokafka.structs import RecordMetadata
 
 from stream.errors import ConfigError, CrmbonusError, UnreachableError
 from stream.plan import Plan
+from stream.plan_versions import Plans, as_plans
 from stream.settings import (
     ENV_BROKER,
     ENV_KAFKA_SASL_MECHANISM,
@@ -181,12 +182,12 @@ def _diagnosis(hostport: str, security: KafkaSecurity, error: Exception) -> str:
     return f"Kafka at {hostport} ({security.describe()}): {type(error).__name__}: {error}"
 
 
-def quality_topic_required(plan: Plan) -> bool:
-    """Whether the topic `crm.quality` must exist (SPEC section 11): when the plan has `[kpi]`.
+def quality_topic_required(plan: Plan | Plans) -> bool:
+    """Whether the topic `crm.quality` must exist (SPEC section 11): when a plan version has `[kpi]`.
 
     Otherwise the worker reads it when it exists (`BatchConsumer.join`).
     """
-    return plan.kpi is not None
+    return any(version.kpi is not None for version in as_plans(plan).versions)
 
 
 async def ensure_topics(

@@ -52,6 +52,7 @@ from stream.bonus import (
 from stream.diff import diff_customer
 from stream.leads import NO_LEADS, LeadTally, YearKey
 from stream.plan import Plan
+from stream.plan_versions import Plans, as_plans
 from stream.rules import Credit, Fact
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class LedgerChange:
 async def recompute_customers(
     conn: asyncpg.Connection,
     new_events: Mapping[str, Sequence[Event]],
-    plan: Plan,
+    plans: Plan | Plans,
     cache: CustomerCache,
     *,
     force: bool = False,
@@ -174,6 +175,7 @@ async def recompute_customers(
     change = LedgerChange()
     if not ids:
         return change
+    plan_set = as_plans(plans)
     versions = await _take_customers(conn, ids)
     cached = {cid: entry for cid in ids if (entry := cache.get(cid, versions[cid] - 1)) is not None}
     # Credits in force always equal the rules over the stored events, so a customer whose
@@ -202,7 +204,7 @@ async def recompute_customers(
         try:
             customer = diff_customer(entry.credits if entry else in_force.get(cid, {}),
                                      entry.facts if entry else facts_in_force.get(cid, {}),
-                                     rules.customer_outcome(history, plan))
+                                     rules.outcome_under(history, plan_set))
             add_tallies(deltas, customer.deltas)
             for key, lead_delta in customer.lead_deltas.items():
                 lead_deltas[key] = lead_deltas.get(key, NO_LEADS) + lead_delta
@@ -224,13 +226,13 @@ async def recompute_customers(
                             strict=True):
         change.staged[fact.customer_id].facts[fact] = row_id
     lead_deltas = {key: delta for key, delta in lead_deltas.items() if delta != NO_LEADS}
-    add_tallies(deltas, await _move_leads(conn, lead_deltas, plan))
+    add_tallies(deltas, await _move_leads(conn, lead_deltas, plan_set))
     # A credit replaced by an equal-weight one (another touch, the same amount) moves no total.
     deltas = {key: delta for key, delta in deltas.items() if delta != NOTHING}
     await _apply_deltas(conn, deltas)
     change.inserted, change.retracted = len(added), len(removed)
     change.persons = set(deltas)
-    await refresh_running(conn, sorted(change.persons), plan)
+    await refresh_running(conn, sorted(change.persons), plan_set)
     return change
 
 
@@ -277,28 +279,23 @@ async def _insert_rows(conn: asyncpg.Connection, table: str, names: Sequence[str
     return ids
 
 
-async def _move_leads(conn: asyncpg.Connection, deltas: Mapping[YearKey, LeadTally], plan: Plan
-                      ) -> dict[PersonKey, Tally]:
+async def _move_leads(conn: asyncpg.Connection, deltas: Mapping[YearKey, LeadTally], plans: Plans,
+                      also: Iterable[int] = ()) -> dict[PersonKey, Tally]:
     """Add the lead deltas to their years, and bring each year's badges, gold and prize in line
-    (SPEC §13); returns the prize changes as deltas of the December months."""
-    if not deltas:
+    (SPEC §13, under the plan version of its December); returns the prize changes as deltas of
+    the December months. `also` are years to bring in line without a delta (their December's
+    plan version changed)."""
+    years = sorted({year for year, _ in deltas} | set(also))
+    if not years:
         return {}
-    years = sorted({year for year, _ in deltas})
     for year in years:  # before any total is touched: see the module doc
         await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LEAD_YEAR_LOCK, year)
     keys = sorted(deltas)
-    await conn.execute(
-        """
-        INSERT INTO lead_totals AS t (year, person_id, points, turnover)
-        SELECT * FROM unnest($1::int[], $2::text[], $3::int[], $4::numeric[])
-        ON CONFLICT (year, person_id) DO UPDATE SET points = t.points + excluded.points,
-                                                    turnover = t.turnover + excluded.turnover
-        """,
-        [k[0] for k in keys], [k[1] for k in keys], [deltas[k].points for k in keys],
-        [deltas[k].turnover for k in keys],
-    )
+    if keys:
+        await _add_to_lead_totals(conn, keys, deltas)
     prize_deltas: dict[PersonKey, Tally] = {}
     for year in years:
+        plan = plans.for_period(leads.december(year))
         rows = await conn.fetch("SELECT person_id, points, turnover, prize FROM lead_totals WHERE year = $1", year)
         tallies = {row["person_id"]: LeadTally(row["points"], row["turnover"]) for row in rows}
         prizes = leads.year_prizes(tallies, plan)
@@ -317,8 +314,24 @@ async def _move_leads(conn: asyncpg.Connection, deltas: Mapping[YearKey, LeadTal
         gold_before = {row["person_id"] for row in await conn.fetch(
             "SELECT person_id FROM lead_points WHERE year = $1 AND gold", year)}
         concerned = {person for (y, person) in deltas if y == year} | gold_before | set(leads.gold_holders(tallies))
+        if year in also:  # the thresholds may have changed: every badge of the year
+            concerned |= set(tallies)
         await _write_lead_points(conn, year, {p: tallies[p] for p in concerned if p in tallies}, tallies, plan)
     return prize_deltas
+
+
+async def _add_to_lead_totals(conn: asyncpg.Connection, keys: Sequence[YearKey],
+                              deltas: Mapping[YearKey, LeadTally]) -> None:
+    await conn.execute(
+        """
+        INSERT INTO lead_totals AS t (year, person_id, points, turnover)
+        SELECT * FROM unnest($1::int[], $2::text[], $3::int[], $4::numeric[])
+        ON CONFLICT (year, person_id) DO UPDATE SET points = t.points + excluded.points,
+                                                    turnover = t.turnover + excluded.turnover
+        """,
+        [k[0] for k in keys], [k[1] for k in keys], [deltas[k].points for k in keys],
+        [deltas[k].turnover for k in keys],
+    )
 
 
 async def _write_lead_points(conn: asyncpg.Connection, year: int, concerned: Mapping[str, LeadTally],
@@ -419,22 +432,28 @@ WHERE b.period = k.period AND b.person_id = k.person_id
 """
 
 
-async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan: Plan) -> None:
-    """Rewrite the `bonus_running` and `kpi_scores` rows of these persons from their exact totals.
+async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey], plans: Plan | Plans,
+                          *, clear_kpi: bool = False) -> None:
+    """Rewrite the `bonus_running` and `kpi_scores` rows of these persons from their exact totals,
+    each period under its plan version (SPEC §12).
 
-    `prior_adjustments` of an existing row is kept as it is (SPEC section 7 owns it).
+    `prior_adjustments` of an existing row is kept as it is (SPEC section 7 owns it). `clear_kpi`
+    rewrites `kpi_scores` even when no version has a `[kpi]` (one that had it is gone).
     """
     if not persons:
         return
+    plan_set = as_plans(plans)
     totals = await load_totals(conn, persons)
     roles = await _kpi_roles(conn, [key for key, found in totals.items() if not found.items
                                     and (found.rating_count or found.reviews)])
     scores: list[kpi.KpiScore] = []
     try:
-        rows = [running_row(key, totals[key], plan, kpi_role=roles.get(key)) for key in sorted(totals)]
-        if plan.kpi is not None:
+        rows = [running_row(key, totals[key], plan_set.for_period(key[0]), kpi_role=roles.get(key))
+                for key in sorted(totals)]
+        kpi_plans = clear_kpi or any(version.kpi is not None for version in plan_set.versions)
+        if kpi_plans:
             scores = [score for key in sorted(totals)
-                      for score in person_kpi_scores(key, totals[key], plan, roles.get(key))]
+                      for score in person_kpi_scores(key, totals[key], plan_set.for_period(key[0]), roles.get(key))]
     except (ArithmeticError, ValueError) as error:
         raise RulesError(None, error) from error
     live = [row for row in rows if has_figures(row)]
@@ -444,7 +463,7 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
         empty = [row for row in rows if not has_figures(row)]
         await conn.execute(_ZERO_RUNNING, [r.period for r in empty], [r.person_id for r in empty],
                            [r.plan_version for r in empty])
-    if plan.kpi is not None:
+    if kpi_plans:
         await conn.execute(
             "DELETE FROM kpi_scores s USING unnest($1::text[], $2::text[]) AS k(period, person_id)"
             " WHERE s.period = k.period AND s.person_id = k.person_id",
@@ -458,7 +477,7 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
 _DERIVE_FACTS = "migration 0008"
 
 
-async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[PersonKey]:
+async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan | Plans) -> list[PersonKey]:
     """Refill the totals when a migration asked for it, and bring `bonus_running` and the
     adjustments of closed months in line; returns the (period, person) rows whose figures changed.
 
@@ -505,9 +524,19 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan) -> list[Perso
     return changed
 
 
-async def _recompute_every_customer(conn: asyncpg.Connection, plan: Plan, chunk: int = 1_000) -> None:
+async def _recompute_every_customer(conn: asyncpg.Connection, plan: Plan | Plans, chunk: int = 1_000) -> None:
     """Every customer computed again from its stored events; only the change is written."""
     customers = [row["customer_id"] for row in await conn.fetch("SELECT customer_id FROM customers ORDER BY 1")]
     cache = CustomerCache(max_events=0)
     for start in range(0, len(customers), chunk):
         await recompute_customers(conn, {cid: () for cid in customers[start:start + chunk]}, plan, cache, force=True)
+
+
+async def move_lead_years(conn: asyncpg.Connection, plans: Plan | Plans, years: Sequence[int]) -> set[PersonKey]:
+    """Bring these years' badges, gold and prize in line with the plan version of their December
+    (it changed), with no lead delta; the prize changes go into `credit_totals`. Returns the
+    December (period, person) rows whose prize moved, for the caller to refresh."""
+    deltas = await _move_leads(conn, {}, as_plans(plans), years)
+    deltas = {key: delta for key, delta in deltas.items() if delta != NOTHING}
+    await _apply_deltas(conn, deltas)
+    return set(deltas)

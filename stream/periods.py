@@ -8,11 +8,12 @@ Pure: the crediting rules date every credit with `period_of`, settlement walks m
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Container
 from datetime import datetime
+from typing import Protocol
 
 from stream.errors import CrmbonusError
-from stream.plan import Plan
 
 #: ``YYYY-MM``, month 01..12. ``\Z``, not ``$``: ``$`` also matches before a final newline.
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])\Z")
@@ -25,7 +26,14 @@ def check_period(period: str) -> str:
     return period
 
 
-def period_of(at: datetime, plan: Plan) -> str:
+class Zoned(Protocol):
+    """What a period needs of a plan: its time zone (a `Plan`, or the versions of `Plans`)."""
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo: ...
+
+
+def period_of(at: datetime, plan: Zoned) -> str:
     """SPEC §6: the period of `at` is its calendar month in the plan's time zone."""
     if at.utcoffset() is None:
         raise ValueError(f"naive datetime {at.isoformat()} has no instant; events carry an offset")

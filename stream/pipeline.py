@@ -53,6 +53,8 @@ from schemas.messages import DeadLetter, Decoded, Message
 from stream import ledger, settlement, store
 from stream.ledger import CachedCustomer, LedgerChange, RulesError
 from stream.plan import Plan
+from stream.plan_changes import PlansChanged, check_generation
+from stream.plan_versions import Plans
 from stream.store import InsertOutcome
 
 logger = logging.getLogger(__name__)
@@ -158,9 +160,12 @@ class _Isolation:
 class Pipeline:
     """Processes batches of Kafka messages into Postgres; safe to call again with the same batch."""
 
-    def __init__(self, pool: asyncpg.Pool, plan: Plan, group_id: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, plan: Plan | Plans, group_id: str, plan_generation: int | None = None
+                 ) -> None:
         self.pool = pool
         self.plan = plan
+        #: the plans' generation this worker started under (stream/plan_changes.py); None: not checked
+        self.plan_generation = plan_generation
         self.group_id = group_id
         self.cache = ledger.CustomerCache()
         self.on_retry: Callable[[], None] = lambda: None  # the worker counts retries in a metric
@@ -185,6 +190,8 @@ class Pipeline:
             try:
                 try:
                     result = await self._commit(batch, decoded, invalid)
+                except PlansChanged:
+                    raise
                 except Exception as error:
                     kind = classify(error)
                     if not kind.isolate or attempt < isolate_from:
@@ -192,6 +199,9 @@ class Pipeline:
                     logger.warning("batch of %d failed with %s (%s); isolating the messages that fail on their own",
                                    len(batch), kind.name, _sqlstate(error, kind))
                     result = await self._isolate(batch, decoded, invalid)
+            except PlansChanged:
+                self.healthy, self.last_error = False, "the plans changed: this worker stops"
+                raise
             except SystemicFault as fault:
                 systemic, isolate_from = True, attempt + ISOLATE_AGAIN_EVERY
                 self.healthy, self.last_error = False, SYSTEMIC
@@ -221,6 +231,8 @@ class Pipeline:
         result = BatchResult(consumed=len(batch))
         async with self.pool.acquire() as conn, conn.transaction():
             await settlement.share_settlement_lock(conn)
+            if self.plan_generation is not None:
+                await check_generation(conn, self.plan_generation)
             outcome = await store.insert_events(conn, decoded)
             result.new_dead_letters = await store.insert_dead_letters(
                 conn, invalid + outcome.dead_letters

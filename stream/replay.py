@@ -19,6 +19,7 @@ from stream.errors import CrmbonusError
 from stream.kafka import ensure_topics_of, publish, quality_topic_required
 from stream.pipeline import BatchResult
 from stream.plan import Plan
+from stream.plan_versions import Plans
 from stream.publishing import read_lines, to_outgoing
 from stream.runner import run_worker
 from stream.runtime import Runtime
@@ -48,7 +49,7 @@ class ReplayProgress:
 
 
 def replay(
-    settings: Settings, plan: Plan, paths: Sequence[str | Path], progress: ReplayProgress | None = None
+    settings: Settings, plan: Plan | Plans, paths: Sequence[str | Path], progress: ReplayProgress | None = None
 ) -> ReplayReport:
     """`crmbonus replay`: the files, in order, through a fresh embedded broker (or `settings.broker`)."""
     return process([line.raw for line in read_lines(paths)], settings, plan, progress)
@@ -57,7 +58,7 @@ def replay(
 def process(
     lines: Sequence[bytes],
     settings: Settings,
-    plan: Plan,
+    plan: Plan | Plans,
     progress: ReplayProgress | None = None,
     *,
     then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None = None,
@@ -86,7 +87,7 @@ def process(
 def process_resolved(
     lines: Sequence[bytes],
     settings: Resolved,
-    plan: Plan,
+    plan: Plan | Plans,
     progress: ReplayProgress | None = None,
     *,
     then: Callable[[Runtime, ReplayReport], Awaitable[None]] | None = None,
@@ -106,7 +107,7 @@ def process_resolved(
     return report
 
 
-async def _publish(settings: Resolved, plan: Plan, lines: Sequence[bytes], progress: ReplayProgress,
+async def _publish(settings: Resolved, plan: Plan | Plans, lines: Sequence[bytes], progress: ReplayProgress,
                    command: str) -> Offsets:
     """The quality topic must exist on a configured broker when the plan has `[kpi]` or a line goes there."""
     outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
@@ -117,7 +118,7 @@ async def _publish(settings: Resolved, plan: Plan, lines: Sequence[bytes], progr
 
 def _run(
     settings: Resolved,
-    plan: Plan,
+    plan: Plan | Plans,
     targets: Offsets,
     report: ReplayReport,
     progress: ReplayProgress,

@@ -21,8 +21,7 @@ import asyncpg
 from schemas.events import ROLES
 from stream.bonus import RUNNING_COLUMNS, RunningRow
 from stream.errors import CrmbonusError
-from stream.periods import period_of
-from stream.plan import Plan
+from stream.periods import Zoned, period_of
 
 #: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): these first characters.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -137,7 +136,7 @@ async def periods(conn: asyncpg.Connection) -> list[str]:
         f"SELECT DISTINCT period FROM bonus_running WHERE {NONZERO_ROW} ORDER BY 1 DESC")]
 
 
-def current_period(plan: Plan, now: datetime | None = None) -> str:
+def current_period(plan: Zoned, now: datetime | None = None) -> str:
     """This month in the plan's time zone."""
     return period_of(now or datetime.now(UTC), plan)
 

@@ -100,6 +100,7 @@ from schemas.events import (
 from stream.money import EXACT, ONE, ZERO
 from stream.periods import period_of
 from stream.plan import Plan
+from stream.plan_versions import Plans
 
 #: `split_equally` quantizes inexact equal parts down to this many decimal places.
 SPLIT_PLACES = 10
@@ -156,7 +157,8 @@ class Fact(NamedTuple):
     ==========  ===========  ===========  ===========================================
 
     `role` and `occurred_at` are the KPI event's `person_role` and time (the latest decides
-    the role of a person known only from KPI events); None for the other kinds.
+    the role of a person known only from KPI events); a lead's `occurred_at` is its held
+    event's, whose period picks the plan version (SPEC §12); None otherwise.
     """
 
     kind: str
@@ -650,7 +652,9 @@ def appointment_outcomes(
         for sale in converting:
             for line in sale.lines:
                 turnover = EXACT.add(turnover, net_amount(line, nets[sale.sale_id][line.line_id]))
-        yield Fact(LEAD, period[:4], held.telemarketer_id, held.customer_id, held.lead_id, turnover, None, None)
+        # occurred_at: the held event's, whose period's plan version the lead is computed under (SPEC §12)
+        yield Fact(LEAD, period[:4], held.telemarketer_id, held.customer_id, held.lead_id, turnover, None,
+                   held.occurred_at)
 
 
 def kpi_event_fact(event: KpiEvent, plan: Plan) -> Fact:
@@ -745,6 +749,41 @@ def customer_outcome(events: Iterable[Event], plan: Plan) -> Outcome:
     credits.sort(key=credit_sort_key)
     facts.sort(key=fact_sort_key)
     return Outcome(credits, facts)
+
+
+def outcome_under(events: Iterable[Event], plans: Plans) -> Outcome:
+    """SPEC §12: the customer's credits and facts of each period as the version in force for that
+    period computes them, as if it had been the only plan ever (net quantities, holdings,
+    touches and windows all read under it). A lead's facts follow its held event's period.
+
+    One version computes the customer once; several compute it once per version that some
+    event's period calls for, keeping from each what belongs to its periods.
+    """
+    if plans.single:
+        return customer_outcome(events, plans.first)
+    events = list(events)
+    zone_plan = plans.first
+    chosen = {period: plans.for_period(period) for period in {period_of(e.occurred_at, zone_plan) for e in events}}
+    versions = list({id(plan): plan for plan in chosen.values()}.values())
+    if len(versions) == 1:
+        return customer_outcome(events, versions[0])
+    credits: list[Credit] = []
+    facts: list[Fact] = []
+    for plan in versions:
+        outcome = customer_outcome(events, plan)
+        credits += [c for c in outcome.credits if chosen.get(c.period) is plan]
+        facts += [f for f in outcome.facts if chosen.get(_fact_period(f, zone_plan)) is plan]
+    credits.sort(key=credit_sort_key)
+    facts.sort(key=fact_sort_key)
+    return Outcome(credits, facts)
+
+
+def _fact_period(fact: Fact, plan: Plan) -> str:
+    """The period whose plan version a fact is computed under: a lead's held event's, else its scope."""
+    if fact.kind == LEAD:
+        assert fact.occurred_at is not None
+        return period_of(fact.occurred_at, plan)
+    return fact.scope
 
 
 def credit_customer(events: Iterable[Event], plan: Plan) -> list[Credit]:

@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable, Mapping
 import faust
 
 from stream.app import build_app
+from stream.errors import CrmbonusError
 from stream.pipeline import BatchResult
 from stream.plan import Plan
+from stream.plan_versions import Plans
 from stream.runtime import Runtime
 from stream.settings import Resolved
 
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 def run_worker(
     settings: Resolved,
-    plan: Plan,
+    plan: Plan | Plans,
     *,
     loglevel: str = "warn",
     quiet: bool = False,
@@ -75,6 +77,8 @@ def run_worker(
     except SystemExit as exit_:
         if exit_.code not in (0, None):
             raise
+    if runtime.fatal is not None:
+        raise CrmbonusError(runtime.fatal)
     return runtime
 
 

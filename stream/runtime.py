@@ -8,17 +8,28 @@ adapter (stream/consumer.py) hand it what they see, and anything else (the tests
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from schemas.messages import Message
 from stream import db, ledger
 from stream.metrics import Metrics
 from stream.pipeline import BatchResult, Pipeline
 from stream.plan import Plan
+from stream.plan_changes import apply_plan_changes
+from stream.plan_versions import Plans, as_plans
 from stream.settings import Resolved
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,8 @@ class Runtime:
     started, the pipeline."""
 
     settings: Resolved
-    plan: Plan
+    #: the plan versions in force (SPEC §12); a single `Plan` is the one version for every period
+    plan: Plan | Plans
     pool: asyncpg.Pool | None = None
     pipeline: Pipeline | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -51,10 +63,19 @@ class Runtime:
     consuming: bool = False  # partitions assigned at least once
     rebalancing: bool = False
     finishing: asyncio.Task[None] | None = None  # what `run_worker(then=...)` runs once caught up
+    #: why the worker stopped itself (the plans changed under it), for the command's exit message
+    fatal: str | None = None
 
     def __post_init__(self) -> None:
         for topic in self.settings.topics.inputs:  # a series per topic from the start; measured every 5 s
             self.metrics.lag.labels(topic)
+
+    def stop_with(self, reason: str) -> None:
+        """Stop this worker process for `reason` (SIGTERM, as an operator would); `run_worker` then
+        exits with it as an error."""
+        logger.error("%s", reason)
+        self.fatal = reason
+        os.kill(os.getpid(), signal.SIGTERM)
 
     @property
     def timing(self) -> GroupTiming:
@@ -66,9 +87,16 @@ class Runtime:
             return
         self.pool = await db.create_pool(self.settings.database_url, max_size=4)
         await db.migrate(self.pool)
+        plans = as_plans(self.plan)
         async with self.pool.acquire() as conn, conn.transaction():
-            await ledger.rebuild_if_pending(conn, self.plan)  # a migration may ask for it
-        self.pipeline = Pipeline(self.pool, self.plan, self.settings.group_id)
+            await ledger.rebuild_if_pending(conn, plans)  # a migration may ask for it
+        async with self.pool.acquire() as conn, conn.transaction():
+            with recompute_progress() as progress:
+                change = await apply_plan_changes(conn, plans, progress)  # the plans may have changed
+        if change.periods or change.years:
+            logger.warning("recomputed %d customer(s) of %s under the plans now in force",
+                           change.customers, ", ".join(change.periods) or "no period")
+        self.pipeline = Pipeline(self.pool, plans, self.settings.group_id, change.generation)
         self.pipeline.on_retry = self.metrics.retries.inc
         async with self.pool.acquire() as conn:  # where this group got to before, for the lag gauge
             rows = await conn.fetch('SELECT topic, "partition", next_offset FROM consumer_progress'
@@ -96,3 +124,20 @@ class Runtime:
                 lag[topic] += max(0, highwater - self.committed.get((topic, partition), 0))
         for topic, value in lag.items():
             self.metrics.lag.labels(topic).set(value)
+
+
+@contextlib.contextmanager
+def recompute_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for a start-up recomputation when stderr is a terminal (else nothing)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn("recomputing under the changed plans"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("customers"), TimeRemainingColumn(), console=Console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task("recompute", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance

@@ -27,6 +27,7 @@ from schemas.events import FIELD_REP
 from stream.bonus import EARNED_COLUMNS, RUNNING_COLUMNS, PersonKey, earned, paid
 from stream.periods import adjustment_target, check_period
 from stream.plan import Plan
+from stream.plan_versions import Plans, as_plans
 from stream.reports import NONZERO_ROW
 
 logger = logging.getLogger(__name__)
@@ -90,11 +91,12 @@ async def _summary(conn: asyncpg.Connection, period: str, closed: asyncpg.Record
                       already_closed)
 
 
-async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan: Plan) -> set[PersonKey]:
+async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKey], plans: Plan | Plans
+                            ) -> set[PersonKey]:
     """Recompute the adjustments of the changed (period, person) pairs whose period is closed.
 
     Returns the (target period, person) rows whose `prior_adjustments` changed. A target row
-    created for an adjustment carries the version of `plan` (SPEC §12, §14).
+    created for an adjustment carries the version of the plan in force for it (SPEC §12, §14).
     """
     if not persons:
         return set()
@@ -105,7 +107,7 @@ async def carry_adjustments(conn: asyncpg.Connection, persons: Sequence[PersonKe
         await _carry(conn, period, person, target)
         touched.add((target, person))
     for target, person in sorted(touched):
-        await _apply_prior_adjustments(conn, target, person, plan.version)
+        await _apply_prior_adjustments(conn, target, person, as_plans(plans).for_period(target).version)
     return touched
 
 

@@ -46,6 +46,9 @@ def files(tmp_path: Path) -> dict[str, str]:
 
 
 #: (arguments, environment, what the message must say). {name}: a path of the `files` fixture.
+#: A plan directory (SPEC 12) whose plan.toml has no effective_from.
+IN_A_DIRECTORY = "effective_from: missing required key (every version in a plan directory has one)"
+
 CASES = [
     # the web server (SPEC section 16)
     (["worker", "--web-port", "70000"], {}, "'--web-port': 70000 is not in the range 1<=x<=65535"),
@@ -99,15 +102,16 @@ CASES = [
     (["leaderboard"], {"CRMBONUS_DATABASE_URL": "postgresql://h:abc/db"}, "CRMBONUS_DATABASE_URL"),
     (["replay", "{events}", "--broker", "kafka://h:99999"], {}, "must be kafka://host:port with a port 1..65535"),
     (["replay", "{events}", "--broker", "kafka://:9092"], {}, "must be kafka://host:port"),
-    # the plan: every command honours it (and refuses a bad one) or refuses it
+    # the plan: every command honours it (and refuses a bad one) or refuses it; a directory is a set
+    # of versions (SPEC 12), here with a plan.toml lacking effective_from
     (["leaderboard", "--plan", "/nonexistent.toml"], {}, "plan /nonexistent.toml: cannot read the plan file"),
-    (["leaderboard", "--plan", "{dir}"], {}, "is a directory: plan versions in a directory"),
-    (["settle", "--period", "2026-10", "--plan", "{dir}"], {}, "not supported yet"),
+    (["leaderboard", "--plan", "{dir}"], {}, IN_A_DIRECTORY),
+    (["settle", "--period", "2026-10", "--plan", "{dir}"], {}, IN_A_DIRECTORY),
     (["replay", "{events}", "--plan", "{under_a_file}"], {}, "cannot read the plan file: Not a directory"),
     (["worker", "--plan", "/nonexistent.toml"], {}, "cannot read the plan file: No such file or directory"),
-    (["demo", "--plan", "{dir}"], {}, "is a directory"),
+    (["demo", "--plan", "{dir}"], {}, IN_A_DIRECTORY),
     (["export", "--period", "2026-10", "--plan", "/nonexistent.toml"], {}, "cannot read the plan file"),
-    (["publish", "{events}", "--plan", "{dir}"], {}, "is a directory"),
+    (["publish", "{events}", "--plan", "{dir}"], {}, IN_A_DIRECTORY),
 ]
 
 
