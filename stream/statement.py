@@ -502,7 +502,7 @@ def sections(statement: Statement) -> list[Section]:
 
     credit_rows = tuple(credit_row(line) for line in s.credits)
     found.append(Section("Credits", (f"{len(s.credits)} credit{'s' if len(s.credits) != 1 else ''} in force.",),
-                         Table(CREDIT_HEADERS, credit_rows, frozenset({5, 6})) if credit_rows else None))
+                         Table(CREDIT_HEADERS, credit_rows, frozenset({6, 7})) if credit_rows else None))
 
     if s.settled is None:
         settle_lines: tuple[str, ...] = (status_line(s),)

@@ -6,6 +6,8 @@
 /api/leaderboard?period=&role=   JSON                                  token, when one is set
 /leaderboard  an HTML page for a wall screen that refreshes itself     token, when one is set
               from the JSON (a `?token=` in its address goes along)
+/api/statement?person=&period=   one person's month, JSON (SPEC 15)    token, when one is set
+/statement?person=&period=       the same as a page, server-rendered  token, when one is set
 
 Nothing else is served: stream/app.py mounts none of Faust's own views, and `Exposure`'s
 middleware answers 404 to any path not registered here, before anything else runs. With
@@ -32,9 +34,11 @@ from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream import reports
+from stream import reports, statements
 from stream.errors import CrmbonusError
 from stream.periods import PERIOD
+from stream.plan_versions import as_plans
+from stream.statement import Statement, statement_json
 
 if TYPE_CHECKING:
     from stream.runtime import Runtime
@@ -172,6 +176,37 @@ def register(app: faust.App, runtime: Runtime, exposure: Exposure) -> None:
     @page("/leaderboard")
     async def leaderboard_page(self: View, request: Request) -> Response:
         return self.html(PAGE, headers=dict(PAGE_HEADERS))
+
+    @page("/api/statement")
+    async def api_statement(self: View, request: Request) -> Response:
+        try:
+            found = await load_statement_of(runtime, request.query)
+        except CrmbonusError as error:
+            return self.json({"error": str(error)}, status=400)
+        return self.json(statement_json(found))
+
+    @page("/statement")
+    async def statement_page(self: View, request: Request) -> Response:
+        try:
+            found = await load_statement_of(runtime, request.query)
+        except CrmbonusError as error:
+            return self.json({"error": str(error)}, status=400)
+        return self.html(statements.to_html(found, request.query.get("token") or None),
+                         headers=dict(statements.PAGE_HEADERS))
+
+
+async def load_statement_of(runtime: Runtime, query: Any) -> Statement:
+    """SPEC section 15: the statement of `?person=` for `?period=` (both required; 400 otherwise)."""
+    person = query.get("person") or ""
+    period = query.get("period") or ""
+    if not person or not period:
+        raise CrmbonusError("a statement needs ?person=<person_id>&period=YYYY-MM")
+    if not PERIOD.match(period):
+        raise CrmbonusError("period must be YYYY-MM, e.g. 2026-11")
+    if runtime.pool is None:
+        raise CrmbonusError(NOT_CONNECTED)
+    async with runtime.pool.acquire() as conn:
+        return await statements.load_statement(conn, as_plans(runtime.plan).for_period(period), person, period)
 
 
 async def leaderboard_json(runtime: Runtime, query: Any, now: datetime | None = None) -> dict[str, Any]:

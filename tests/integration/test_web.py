@@ -33,6 +33,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOKEN = "test-token-0123456789abcdefghij"
 #: The paths SPEC sections 9 and 16 allow; everything else, Faust's own views first, is 404.
 GUARDED = ("/leaderboard", "/api/leaderboard")
+#: SPEC section 15, guarded too (they need ?person=&period=: tests/integration/test_statements.py).
+STATEMENTS = ("/statement", "/api/statement")
 OPEN = ("/health", "/metrics")
 FAUST_PATHS = ("/", "/router", "/router/", "/table", "/table/", "/table/x/", "/stats", "/stats/", "/assignment",
                "/assignment/", "/graph", "/graph/", "/performance", "/performance/", "/favicon.ico", "/x",
@@ -273,7 +275,7 @@ def test_the_app_mounts_none_of_fausts_views(tmp_path: Path) -> None:
     app, _ = build_app(settings, load_plan())
     app.web.init_server()
     ours = {route.resource.canonical for route in app.web.web_app.router.routes()}  # type: ignore[attr-defined]
-    assert ours == {*OPEN, *GUARDED}
+    assert ours == {*OPEN, *GUARDED, *STATEMENTS}
     plain = faust.App("plain", web_enabled=True, datadir=str(tmp_path / "plain"))
     plain.web.init_server()
     theirs = {route.resource.canonical for route in plain.web.web_app.router.routes()}  # type: ignore[attr-defined]
@@ -372,7 +374,7 @@ async def test_the_page_shows_hostile_ids_literally_and_passes_its_token_on(
                 "() => [...document.querySelectorAll('#rows tr td:nth-child(2)')].map(td => td.textContent)")
             assert shown == list(HOSTILE)
             assert await page.evaluate("() => window.pwned") is None
-            assert await page.locator("#rows img, #rows b, #rows script, #rows a").count() == 0
+            assert await page.locator("#rows img, #rows b, #rows script, #rows a:not(.statement)").count() == 0
             assert "updated" in (await page.locator("#status").text_content() or "")
             assert api_calls and all("token" not in request.url for request in api_calls)
             sent = [(await request.all_headers()).get("authorization") for request in api_calls]
