@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
+import json
 import logging
 import os
 import re
@@ -564,6 +566,100 @@ def leaderboard_table(period: str, role: str | None, rows: Sequence[Standing]) -
                   + (f" (lead points: {period[:4]})" if any(c.header == "points" for c, _ in columns) else ""))
     return FittedTable([column for column, _ in columns],
                        [[shown(cell(row)) for _, cell in columns] for row in rows], title=title)
+
+
+@main.command()
+@service_options
+@click.option("--person", required=True, metavar="ID", help="The person_id (as the CRM publishes it).")
+@click.option("--period", required=True, metavar="YYYY-MM", help="The month (plan time zone).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json", "pdf"]), default="text",
+              show_default=True, help="text: tables for the terminal; pdf needs -o FILE (or a redirect).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not to standard output.")
+def statement(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity, person: str,
+              period: str, fmt: str, output: str | None) -> None:
+    """One person's month, spelled out (SPEC section 15): why their pay is this number.
+
+    Every credit in force (customer, sale, line, category, amount, share, the touch that earned
+    a telemarketer part with its time, the source event); the gates and what is missing ("2 more
+    cross-sells unlock the bonus"); each tier band with its amount and rate and the distance to
+    the next; appointments, upsells, KPI components (value, target, attainment), the year's lead
+    points and badge; prior adjustments with their months; whether the month is settled, what
+    was settled and the adjustments this month's later changes sent on.
+
+    The arithmetic uses the version of --plan (or CRMBONUS_PLAN) in force for the month: give the
+    worker's plan; should the stored row
+    differ from what the credits make under it, the statement says so. A person without a row
+    gets zeros. The text fits the terminal: narrow ones leave columns out (and say which), never
+    cut a figure. Exit 2 for a malformed period.
+    """
+    from stream.periods import check_period
+    from stream.plan_versions import as_plans
+    from stream.statement import statement_json
+    from stream.statements import load_statement, to_csv, to_pdf
+
+    check_period(period)
+    settings = settings_from(broker, database_url, plan, kafka)
+    the_plan = as_plans(bonus_plan(settings)).for_period(period)  # the version in force for the month (SPEC 12)
+    if output is not None and not Path(output).parent.is_dir():  # before any database work
+        raise CrmbonusError(f"--output {output}: no directory {Path(output).parent}")
+    if fmt == "pdf" and output is None and sys.stdout.isatty():
+        raise CrmbonusError("--format pdf writes a binary file: give -o FILE (or redirect standard output)")
+    found = with_database(settings, lambda conn: load_statement(conn, the_plan, person, period))
+    if fmt == "text" and output is None:
+        for renderable in statement_text(found):
+            out.print(renderable)
+        return
+    data: bytes
+    if fmt == "pdf":
+        data = to_pdf(found)
+    elif fmt == "json":
+        data = (json.dumps(statement_json(found), indent=2, ensure_ascii=False) + "\n").encode()
+    elif fmt == "csv":
+        data = to_csv(found).encode()
+    else:
+        console = Console(file=io.StringIO(), width=100, markup=False, emoji=False, highlight=False)
+        for renderable in statement_text(found):
+            console.print(renderable)
+        data = console.file.getvalue().encode()  # type: ignore[attr-defined]
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        Path(output).write_bytes(data)
+    except OSError as error:
+        raise CrmbonusError(f"--output {output}: cannot write it: {error.strerror or error}") from error
+    note(f"statement of {person} for {period} ({fmt}, total_bonus {found.row['total_bonus']}) written to {output}")
+
+
+def statement_text(found: Any) -> list[Any]:
+    """The statement's sections for the terminal: titles, lines and `FittedTable`s, every value literal
+    (`shown`); a figure column is never dropped or cut, ids fold."""
+    from stream.statement import CREDIT_HEADERS, sections
+
+    shown_parts: list[Any] = []
+    for index, section in enumerate(sections(found)):
+        shown_parts.append(Text.assemble(("\n" if index else "", ""), (section.title, "bold")))
+        shown_parts.extend(shown(line) for line in section.lines)
+        if section.table is not None and section.table.rows:
+            table = section.table
+            credits = table.headers == CREDIT_HEADERS
+            columns = [Column(header, _statement_priority(i, table.numeric, credits), "right" if i in table.numeric
+                              else "left", fold=i not in table.numeric) for i, header in enumerate(table.headers)]
+            shown_parts.append(FittedTable(columns, [[shown(cell) for cell in row] for row in table.rows]))
+        shown_parts.extend(shown(line) for line in section.after)
+    return shown_parts
+
+
+#: The credits table at a narrow width: kind, sale and amount stay; then line, customer, category, share,
+#: role, touch and source event go, the last first.
+_CREDIT_PRIORITIES = (0, 5, 3, 0, 2, 4, 0, 6, 7, 8)
+
+
+def _statement_priority(index: int, numeric: frozenset[int], credits: bool) -> int:
+    if credits:
+        return _CREDIT_PRIORITIES[index]
+    return 0 if index == 0 or index in numeric else index
 
 
 @main.command()
