@@ -582,7 +582,7 @@ def test_dashboard_panel_ids_and_uids_are_unique() -> None:
 def test_leaderboard_variables_and_panels() -> None:
     dashboard = load_json(LEADERBOARD)
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert set(variables) == {"period", "role"}
+    assert set(variables) == {"period", "role", "worker_url"}
     assert variables["period"]["type"] == "query"
     periods = f"SELECT DISTINCT period FROM bonus_running WHERE {NONZERO_ROW} ORDER BY 1 DESC"
     assert variables["period"]["query"] == periods
@@ -601,6 +601,26 @@ def test_leaderboard_variables_and_panels() -> None:
             assert "${period:sqlstring}" in sql and "${role:sqlstring}" in sql, panel["title"]
             if "ORDER BY" in sql:  # a list of people: zero rows left out, as every reader does (SPEC 14)
                 assert NONZERO_ROW in sql, panel["title"]
+
+
+def test_leaderboard_links_each_person_to_the_statement_page_without_a_token() -> None:
+    """SPEC section 15: each leaderboard row links to /statement; the worker's address is a variable
+    (default: the compose worker's published port on this machine); no token in any link."""
+    dashboard = load_json(LEADERBOARD)
+    worker_url = {v["name"]: v for v in dashboard["templating"]["list"]}["worker_url"]
+    assert (worker_url["type"], worker_url["query"], worker_url["current"]["value"]) == (
+        "textbox", "http://localhost:6066", "http://localhost:6066")
+    (table,) = [panel for panel in panels(dashboard) if panel["type"] == "table"]
+    links = [(override["matcher"], prop["value"]) for override in table["fieldConfig"]["overrides"]
+             for prop in override["properties"] if prop["id"] == "links"]
+    assert links == [({"id": "byName", "options": "person_id"}, [{
+        "title": "Statement of ${__data.fields.person_id}, ${period}",
+        "url": "${worker_url}/statement?person=${__data.fields.person_id:percentencode}"
+               "&period=${period:percentencode}",
+        "targetBlank": True}])]
+    assert any("person_id" in target["rawSql"] for target in table["targets"])
+    assert "token" not in json.dumps(dashboard).lower().replace("carry no token", "").replace(
+        "carries no token", "").replace("crmbonus_web_token", "")
 
 
 # --- security: secrets, binds, images, the reader role, Kafka SASL ------------------------------
