@@ -32,14 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from benchmarks import data, faust_ceiling, live, raw, replayed
+from benchmarks import data, faust_ceiling, live, raw, recompute, replayed
 from benchmarks.report import Results, render
 from benchmarks.stack import Broker, Stack, apache_kafka, embedded_stack, kafka_label, tansu
 from stream.plan import DEMO_PLAN_PATH, load_plan
 from stream.settings import Resolved
 
 MEASUREMENTS = ("e2e", "single", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency",
-                "programmes")
+                "programmes", "recompute")
 HISTORY_LENGTHS = (10, 100, 1000)
 #: The measurements made on every broker of --brokers; every other one runs on tansu only.
 COMPARED = ("consume", "e2e", "burst")
@@ -200,10 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             history = data.history_events(max(sizes.history_events, length), length)
             step(f"history-{length}", functools.partial(_burst, f"history{length}", history, sizes.workers), home)
         burst_events = data.demo_events(sizes.burst_events) if "burst" in only else []
+        burst_databases: dict[str, str] = {}  # broker key -> the burst's database, for the recomputation
         for broker in compared:
             py_spy = args.py_spy if broker is home else None  # --py-spy samples tansu's burst
             step("burst" + broker.suffix, functools.partial(_burst, "burst", burst_events, sizes.workers,
-                                                            py_spy=py_spy), broker)
+                                                            py_spy=py_spy, keep=burst_databases,
+                                                            key=broker.key), broker)
+        if "recompute" in only and "tansu" in burst_databases:
+            note("recompute: the tansu burst's database under another plan (telemarketer share 0.40) ...")
+            keep("recompute", recompute.measure(burst_databases["tansu"], recompute.candidate(plan)).as_dict(), home)
         if any(broker.stack is not None for broker in compared if broker is not home):
             note("stopping Apache Kafka (its rows are done) ...")
         opened.close()  # the rows below are tansu's: no idle JVM beside them
@@ -240,9 +245,12 @@ def _median_run(repeats: int, measure: Callable[[int], R], _on: Stack) -> R:
     return median_run(repeats, measure)
 
 
-def _burst(name: str, lines: list[bytes], workers: int, on: Stack, py_spy: Path | None = None
-           ) -> live.BurstMeasure:
-    return live.burst(on.fresh(name), lines, workers, py_spy=py_spy)
+def _burst(name: str, lines: list[bytes], workers: int, on: Stack, py_spy: Path | None = None,
+           keep: dict[str, str] | None = None, key: str = "") -> live.BurstMeasure:
+    settings = on.fresh(name)
+    if keep is not None:
+        keep[key] = settings.database_url
+    return live.burst(settings, lines, workers, py_spy=py_spy)
 
 
 def _plan_run(on: Stack, events: list[bytes], workers: int, name: str, plan: Path | None,
