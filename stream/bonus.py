@@ -226,24 +226,50 @@ def row_role(totals: Tally, kpi_role: str | None) -> str:
     return TELEMARKETER if totals.prize else FIELD_REP
 
 
+@dataclass(frozen=True)
+class Band:
+    """One marginal tier band (SPEC §4): the part of the exact cross-sell amount inside it and that
+    part times the band's rate (exact)."""
+
+    lower: Decimal
+    upper: Decimal | None
+    rate: Decimal
+    amount: Decimal
+    bonus: Decimal
+    #: the band the amount has reached (its last cent is paid at this rate)
+    current: bool
+
+
+
+def tier_bands(amount: Decimal, plan: Plan) -> tuple[Band, ...]:
+    """SPEC §4, §6: every tier band of the plan with the part of the exact `amount` inside it and
+    that part times the band's rate (marginal: each rate on the part of the amount in its band).
+    `cross_sell_bonus` is their sum, rounded; statements show them band by band."""
+    found = []
+    lower = ZERO
+    reached = False
+    for tier in plan.tiers:
+        upper = tier.up_to
+        inside = max(ZERO, EXACT.subtract(amount if upper is None else min(amount, upper), lower))
+        current = not reached and (upper is None or amount <= upper)
+        reached = reached or current
+        found.append(Band(lower, upper, tier.rate, inside, EXACT.multiply(inside, tier.rate), current))
+        if upper is None:
+            break
+        lower = upper
+    return tuple(found)
+
+
+
 def cross_sell_bonus(count: int, amount: Decimal, plan: Plan) -> Decimal:
     """SPEC §6 cross_sell_bonus: 0 below `min_count` or (SPEC §13) an exact amount below
-    `min_amount`, else the marginal tiers on the EXACT amount (each rate on the part of the
-    amount inside its band), then rounded half-up.
+    `min_amount`, else the marginal tiers on the EXACT amount (`tier_bands`), then rounded half-up.
     """
     if count < plan.min_count or amount < plan.min_amount:
         return round_money(ZERO)
-    with localcontext(EXACT):
-        bonus = ZERO
-        lower = ZERO
-        for tier in plan.tiers:
-            if amount <= lower:
-                break
-            upper = amount if tier.up_to is None else min(amount, tier.up_to)
-            bonus += (upper - lower) * tier.rate
-            if tier.up_to is None:
-                break
-            lower = tier.up_to
+    bonus = ZERO
+    for band in tier_bands(amount, plan):
+        bonus = EXACT.add(bonus, band.bonus)
     return round_money(bonus)
 
 

@@ -34,6 +34,7 @@ from stream.bonus import (
     FIGURE_COLUMNS,
     NOTHING,
     RUNNING_COLUMNS,
+    Band,
     RunningRow,
     Tally,
     appointment_bonus,
@@ -42,6 +43,7 @@ from stream.bonus import (
     kpi_roles,
     running_row,
     tally,
+    tier_bands,
     upsell_bonus,
 )
 from stream.leads import LeadTally
@@ -114,20 +116,6 @@ class Gate:
     @property
     def met(self) -> bool:
         return self.missing == 0
-
-
-@dataclass(frozen=True)
-class Band:
-    """One marginal tier band (SPEC §4): the part of the exact cross-sell amount inside it and that
-    part times the band's rate (exact)."""
-
-    lower: Decimal
-    upper: Decimal | None
-    rate: Decimal
-    amount: Decimal
-    bonus: Decimal
-    #: the band the amount has reached (its last cent is paid at this rate)
-    current: bool
 
 
 @dataclass(frozen=True)
@@ -297,7 +285,7 @@ def build_statement(
         credits=tuple(sorted(ours, key=_credit_order)), facts=tuple(sorted(kpi_facts, key=lambda f: (f.kind, f.key))),
         computed=computed, stored=stored, compared=compared, totals=totals,
         gates=gates(totals.cross_sell_count, totals.cross_sell_amount, plan),
-        bands=bands(totals.cross_sell_amount, plan), kpi_lines=tuple(kpi_lines),
+        bands=tier_bands(totals.cross_sell_amount, plan), kpi_lines=tuple(kpi_lines),
         kpi_takes_part=kpi.takes_part(plan.kpi, computed.role, counts),
         lead_year=year, adjustments_in=tuple(sorted(adjustments_in, key=lambda a: a.source_period)),
         adjustments_out=tuple(sorted(adjustments_out, key=lambda a: a.target_period)), settled=settled,
@@ -317,24 +305,6 @@ def gates(count: int, amount: Decimal, plan: Plan) -> tuple[Gate, ...]:
         short = EXACT.subtract(plan.min_amount, amount)
         found.append(Gate("amount", plan.min_amount, amount,
                           short.quantize(CENT, rounding=ROUND_CEILING) if short > 0 else 0))
-    return tuple(found)
-
-
-def bands(amount: Decimal, plan: Plan) -> tuple[Band, ...]:
-    """Every tier band of the plan with the part of the exact `amount` inside it (SPEC §4: each rate
-    on the part of the amount in its band); `band_bonus` rounds their sum as `cross_sell_bonus` does."""
-    found = []
-    lower = ZERO
-    reached = False
-    for tier in plan.tiers:
-        upper = tier.up_to
-        inside = max(ZERO, EXACT.subtract(amount if upper is None else min(amount, upper), lower))
-        current = not reached and (upper is None or amount <= upper)
-        reached = reached or current
-        found.append(Band(lower, upper, tier.rate, inside, EXACT.multiply(inside, tier.rate), current))
-        if upper is None:
-            break
-        lower = upper
     return tuple(found)
 
 
