@@ -57,6 +57,7 @@ from stream.terminal import Column, FittedTable
 from stream.version import package_version
 
 if TYPE_CHECKING:  # the replay machinery imports Faust: only commands that run it pay for that
+    from stream.demo import DemoWhatIf
     from stream.replay import ReplayProgress
     from stream.reports import Standing
     from stream.settlement import Settlement
@@ -409,14 +410,16 @@ def replay(broker: str | None, database_url: str | None, plan: str | None, kafka
     )
 
 
-def with_database(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run `work` on a connection to the configured (or embedded) database, migrated first."""
+def with_database(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]], migrate: bool = True) -> T:
+    """Run `work` on a connection to the configured (or embedded) database, migrated first (unless not
+    `migrate`: a command that writes nothing checks the migrations itself)."""
     with embedded.database(settings) as url:
 
         async def run() -> T:
             pool = await db.create_pool(url, max_size=1)
             try:
-                await db.migrate(pool)
+                if migrate:
+                    await db.migrate(pool)
                 async with pool.acquire() as conn:
                     return await work(conn)
             finally:
@@ -663,6 +666,80 @@ def _statement_priority(index: int, numeric: frozenset[int], credits: bool) -> i
 
 
 @main.command()
+@service_options_without_plan("the current figures are bonus_running's, as the worker computed them; the "
+                              "candidate is --candidate")
+@click.option("--candidate", required=True, metavar="PATH",
+              help="The candidate plan: a TOML file, or a directory of versions (as --plan takes).")
+@click.option("--period", required=True, metavar="YYYY-MM", help="The first month (the candidate's time zone).")
+@click.option("--to", "last", metavar="YYYY-MM", help="The last month, not before --period (default: --period).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table: for the terminal; csv: one row per person; json: with the totals.")
+def whatif(broker: str | None, database_url: str | None, plan: str | None, kafka: KafkaSecurity, candidate: str,
+           period: str, last: str | None, fmt: str) -> None:
+    """What a candidate plan would pay for --period..--to, against bonus_running now (SPEC section 12).
+
+    Recomputes those months from the stored events under the candidate, as if it were the plan
+    (each month under its version, for a directory), and writes nothing: one read-only transaction.
+    For each person with a non-zero total: current_total, what they earned in bonus_running over the
+    months (the bonus without prior adjustments), candidate_total, the same under the candidate, and
+    the difference, candidate - current; then the totals, whose difference is the candidate's cost.
+
+    A December in the range brings in its year's leads (the gold prize). A candidate in another time
+    zone is computed in its own months, as a worker started with it would pay them, and said so.
+    The table fits the terminal and never cuts a figure. Exit 2 for a malformed month, --to before
+    --period, or a candidate that is not a valid plan.
+    """
+    from stream.whatif import what_if
+
+    first = month_flag("--period", period)
+    to = first if last is None else month_flag("--to", last)
+    if to < first:
+        raise CrmbonusError(f"--to {to} is before --period {first}: the months run from --period to --to")
+    candidates = plan_at(candidate)
+    settings = settings_from(broker, database_url, plan, kafka)
+    found = with_database(settings, lambda conn: what_if(conn, candidates, first, to), migrate=False)
+    if found.zone_differs:
+        note(f"the candidate's time zone {found.candidate_zone} is not the one bonus_running was computed in "
+             f"({', '.join(found.current_zones)}): its months are months in {found.candidate_zone}")
+    note(f"candidate {candidate} ({describe_versions(candidates)}): {found.customers} customers, "
+         f"{found.events} stored events recomputed; nothing written")
+    if fmt == "json":
+        click.echo(json.dumps(found.to_json(), indent=2, ensure_ascii=False))
+        return
+    totals = (f"total: current {money(found.current_total)}, candidate {money(found.candidate_total)}, "
+              f"difference {found.difference:+,.2f}")
+    if fmt == "csv":
+        click.echo(found.to_csv(), nl=False)
+        note(f"{len(found.people)} people; {totals}")
+        return
+    span = first if first == to else f"{first}..{to}"
+    if not found.people:
+        note(f"no one earns anything in {span}, now or under the candidate")
+        return
+    out.print(whatif_table(span, found.people))
+    out.print(shown(totals))
+
+
+def month_flag(flag: str, value: str) -> str:
+    """A ``YYYY-MM`` flag's value, or an error that names the flag."""
+    from stream.periods import check_period
+
+    try:
+        return check_period(value)
+    except CrmbonusError as error:
+        raise CrmbonusError(f"{flag}: {error}") from error
+
+
+def whatif_table(span: str, people: Sequence[Any]) -> FittedTable:
+    """Per person: current, candidate, difference; every column stays at any width (the id folds)."""
+    columns = [Column("person", 0, "left", fold=True), Column("current", 0), Column("candidate", 0),
+               Column("difference", 0)]
+    rows = [[shown(p.person_id), shown(money(p.current_total)), shown(money(p.candidate_total)),
+             shown(f"{p.difference:+,.2f}")] for p in people]
+    return FittedTable(columns, rows, title=shown(f"What-if {span}: earned"))
+
+
+@main.command()
 @service_options
 @topic_options
 @click.option("--month", metavar="YYYY-MM", help="Month to generate and settle. Default: last month.")
@@ -708,6 +785,8 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: 
         note(("already settled" if settled.already_closed else "settled") + f" {chosen}: {settled.rows} "
              f"rows, settlement {settled.settlement_id}")
         note(f"payroll file: {outcome.payroll_file.resolve()} (total_bonus {outcome.payroll_total})")
+        for line in demo_whatif_lines(outcome.whatif, settings):
+            out.print(shown(line), soft_wrap=True)  # a long path is left to the terminal: copied whole
         if serve:
             note(f"serving {settings.web_url}/leaderboard, /api/leaderboard, /metrics and /health "
                  + ("(the token: ?token=... or Authorization: Bearer) " if settings.web_token else "")
@@ -717,6 +796,25 @@ def demo(broker: str | None, database_url: str | None, plan: str | None, kafka: 
         note(f"generating {chosen}: {customers} customers, seed {seed}; plan {settings.plan_path} "
              f"({describe_versions(the_plan)}" + (", every programme on; --plan for another)" if plan is None else ")"))
         run_demo(settings, the_plan, config, Path.cwd(), show, bars, serve=serve)
+
+
+def demo_whatif_lines(whatif: DemoWhatIf, settings: Settings) -> list[str]:
+    """The demo's last lines: the month under the candidate share, its cost, and how to ask again."""
+    found = whatif.found
+    gain = [p.difference for p in found.people if p.difference > 0]
+    lose = [p.difference for p in found.people if p.difference < 0]
+    lines = ["", f"What-if {found.first}: telemarketer_share {whatif.share} instead of {whatif.share_now}",
+             f"  earned now {money(found.current_total)}, under the candidate {money(found.candidate_total)}",
+             f"  cost {found.difference:+,.2f}: {len(gain)} people gain {money(sum(gain, Decimal(0)))}, "
+             f"{len(lose)} lose {money(-sum(lose, Decimal(0)))}"]
+    if whatif.candidate_file is not None:
+        path = whatif.candidate_file.resolve()
+        if path.is_relative_to(Path.cwd()):
+            path = path.relative_to(Path.cwd())
+        lines.append(f"  ask again: crmbonus whatif --candidate {path} --period {found.first}")
+        if settings.database_url:
+            lines.append("  (with the same --database-url)")
+    return lines
 
 
 def bars() -> Progress:
