@@ -247,3 +247,27 @@ def test_help_explains(stored: tuple[str, Path]) -> None:
     for words in ("--candidate PATH", "--period YYYY-MM", "--to YYYY-MM", "[table|csv|json]", "writes nothing",
                   "current_total", "candidate_total", "the candidate's cost", "another time zone"):
         assert words in text, words
+
+
+def test_a_database_not_current_is_refused_not_migrated(pg_url: str, tmp_path: Path) -> None:
+    """A what-if never migrates or rebuilds (it writes nothing): a pending rebuild or a missing migration
+    is refused, saying what to run, and the database is left as it was."""
+    conn_sql = [("INSERT INTO ledger_rebuilds (reason) VALUES ('test: pending')",
+                 "bonus_running awaits a rebuild a migration asked for"),
+                ("DELETE FROM schema_migrations WHERE version = '0009_plan_versions'",
+                 "the database is not migrated to this crmbonus (missing 0009_plan_versions)")]
+    for sql, message in conn_sql:
+        asyncio.run(_execute(pg_url, sql))
+        before = asyncio.run(dump(pg_url))
+        done = crmbonus("whatif", "--database-url", pg_url, "--candidate", str(DEMO_PLAN_PATH), "--period",
+                        "2026-11", data_dir=tmp_path, check=False)
+        assert done.returncode == 2 and message in " ".join(done.stderr.split()), done.stderr
+        assert asyncio.run(dump(pg_url)) == before
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
