@@ -20,6 +20,7 @@ import asyncio
 import cProfile
 import functools
 import io
+import json
 import pstats
 import time
 import zlib
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", type=int, metavar="N", default=0, help="also print cProfile's top N functions")
     parser.add_argument("--plan", default=None, help="the plan file (default: the shipped default plan; "
                         "stream/plans/demo.toml enables every programme)")
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write every phase's figures as JSON "
+                        "(seconds and µs per event: wall, Python CPU, Postgres CPU), for before/after comparisons")
     parser.add_argument("--v1-data", action="store_true", help="the version-1 event mix (no upgrades, feedback, "
                         "reviews or the year's earlier hand-offs)")
     args = parser.parse_args(argv)
@@ -207,11 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         phases.restore()
     show(phases, len(lines), len(batches), wall, cpu, args)
+    if args.json:
+        dump(args.json, phases, len(lines), wall, cpu)
     if profiler:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(args.cprofile)
         print(text.getvalue())
     return 0
+
+
+def dump(path: str, phases: Phases, events: int, wall: float, cpu: float) -> None:
+    """The phases as JSON: per phase its calls, seconds and µs per event (wall, Python CPU, Postgres CPU)."""
+    figures = {name: {"calls": phase.calls, "wall_s": phase.wall, "cpu_s": phase.cpu, "pg_cpu_s": phase.pg_cpu,
+                      "cpu_us_per_event": phase.cpu / events * 1e6, "pg_us_per_event": phase.pg_cpu / events * 1e6}
+               for name, phase in phases.phases.items()}
+    with open(path, "w") as out:
+        json.dump({"events": events, "wall_s": wall, "python_cpu_s": cpu, "phases": figures}, out, indent=1)
 
 
 def show(phases: Phases, events: int, batches: int, wall: float, cpu: float, args: argparse.Namespace) -> None:
