@@ -126,9 +126,9 @@ async def apply_plan_changes(conn: asyncpg.Connection, plans: Plans,
     change = PlanChange((state["generation"] if state else 0) + 1)
     periods = [r["p"] for r in await conn.fetch(
         "SELECT DISTINCT to_char(occurred_at AT TIME ZONE $1, 'YYYY-MM') AS p FROM events", plans.timezone)]
-    old_periods = [r["period"] for r in await conn.fetch("SELECT DISTINCT period FROM credit_totals")]
-    if stored and {s.timezone for s in stored} != {plans.timezone}:
-        periods = sorted({*periods, *old_periods})  # months move with the zone: every one changes
+    # and the months with rows but no event (a December made for a prize, a month made for an adjustment)
+    periods = sorted({*periods, *(r["period"] for r in await conn.fetch(
+        "SELECT period FROM credit_totals UNION SELECT period FROM bonus_running"))})
     change.periods = changed_periods(stored, plans, periods)
     years = sorted({int(p[:4]) for p in periods})
     change.years = [year for year in years if december(year) in changed_periods(stored, plans, [december(year)])]
@@ -145,8 +145,9 @@ async def _recompute(conn: asyncpg.Connection, plans: Plans, change: PlanChange,
     """Recompute the changed periods' customers, rows, years; carry closed months' changes."""
     figures = "period, person_id, " + ", ".join(
         name for name in ledger.RUNNING_COLUMNS if name not in ("period", "person_id"))
+    months = sorted({*change.periods, *(december(year) for year in change.years)})  # the rows to rewrite
     before = {(r["period"], r["person_id"]): tuple(r) for r in await conn.fetch(
-        f"SELECT {figures} FROM bonus_running WHERE period = ANY($1::text[])", change.periods)}
+        f"SELECT {figures} FROM bonus_running WHERE period = ANY($1::text[])", months)}
     customers = [r["customer_id"] for r in await conn.fetch(
         "SELECT DISTINCT customer_id FROM events WHERE to_char(occurred_at AT TIME ZONE $1, 'YYYY-MM') = ANY($2)"
         " ORDER BY 1", plans.timezone, change.periods)]
@@ -158,13 +159,14 @@ async def _recompute(conn: asyncpg.Connection, plans: Plans, change: PlanChange,
             progress(start + len(chunk), len(customers))
     prize_deltas = await ledger.move_lead_years(conn, plans, change.years)
     persons = sorted({(r["period"], r["person_id"]) for r in await conn.fetch(
-        "SELECT period, person_id FROM credit_totals WHERE period = ANY($1::text[])"
-        " UNION SELECT period, person_id FROM bonus_running WHERE period = ANY($1::text[])",
-        change.periods)} | set(prize_deltas))
+        "SELECT period, person_id FROM credit_totals WHERE period = ANY($1::text[])", months)} | set(prize_deltas))
     for start in range(0, len(persons), 5_000):
         await ledger.refresh_running(conn, persons[start:start + 5_000], plans, clear_kpi=True)
+    for month in months:  # rows without totals too (made for an adjustment): SPEC 12's plan_version
+        await conn.execute("UPDATE bonus_running SET plan_version = $2 WHERE period = $1 AND plan_version"
+                           " IS DISTINCT FROM $2", month, plans.for_period(month).version)
     after = {(r["period"], r["person_id"]): tuple(r) for r in await conn.fetch(
-        f"SELECT {figures} FROM bonus_running WHERE period = ANY($1::text[])", change.periods)}
+        f"SELECT {figures} FROM bonus_running WHERE period = ANY($1::text[])", months)}
     changed = sorted(key for key in {*before, *after} | set(prize_deltas) if before.get(key) != after.get(key))
     await settlement.carry_adjustments(conn, changed, plans)
     return len(customers), persons
