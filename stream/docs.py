@@ -75,9 +75,9 @@ class DocsError(Exception):
 PLAN_KEYS: dict[str, tuple[str, str]] = {
     "version": ("A name for this plan version, stored with every bonus row it priced (`plan_version`). "
                 "Versions in one plan directory must have different names.", '"2027-h1"'),
-    "effective_from": ("The first month this version is in force (SPEC section 12). Required for every file "
-                       "of a plan directory; a single plan file is in force for every month with or without "
-                       "it.", '"2027-01"'),
+    "effective_from": ("The first month this version is in force, in the plan's time zone. Required for every "
+                       "file of a plan directory (see Plan versions); a single plan file is in force for "
+                       "every month with or without it.", '"2027-01"'),
     "timezone": ("IANA time zone. A period is a calendar month in this zone, so it decides which month an "
                  "event near midnight belongs to. All versions of a plan directory must share it.",
                  '"Europe/Oslo"'),
@@ -95,7 +95,7 @@ PLAN_KEYS: dict[str, tuple[str, str]] = {
     "cross_sell.min_count": ("Gate: with fewer cross-sell lines than this in the month the cross-sell bonus "
                              "is 0.", "3"),
     "cross_sell.min_amount": ("Gate: with a cross-sell amount below this in the month the cross-sell bonus is "
-                              "0 (SPEC section 13).", '"1000.00"'),
+                              "0.", '"1000.00"'),
     "cross_sell.tiers": ("Marginal bands over the month's cross-sell amount, sorted by `up_to`: each rate "
                          "applies to the part of the amount inside its band, like income tax brackets.",
                          '[ { up_to = "5000.00", rate = "0.03" }, { rate = "0.05" } ]'),
@@ -112,11 +112,11 @@ PLAN_KEYS: dict[str, tuple[str, str]] = {
                                       "sells to that customer within the conversion window.", '"10.00"'),
     "appointments.conversion_window_days": ("How many days after the held appointment a sale still converts "
                                             "it.", "14"),
-    "upsell": ("The upsell programme (SPEC section 13). Without this table nobody earns upsell credit.", "[upsell]"),
+    "upsell": ("The upsell programme. Without this table nobody earns upsell credit.", "[upsell]"),
     "upsell.rate": ("`upsell_bonus` = this rate (0..1) x the person's upsell amount, the uplift of a line "
                     "over the highest unit price the customer paid before in that category. No gate.",
                     '"0.10"'),
-    "lead_sharing": ("Lead points and badges for telemarketers (SPEC section 13): one point per converted "
+    "lead_sharing": ("Lead points and badges for telemarketers: one point per converted "
                      "appointment, counted per calendar year.", "[lead_sharing]"),
     "lead_sharing.bronze_points": ("Points in a year that earn the `bronze` badge.", "5"),
     "lead_sharing.silver_points": ("Points in a year that earn the `silver` badge; not below "
@@ -124,7 +124,7 @@ PLAN_KEYS: dict[str, tuple[str, str]] = {
     "lead_sharing.gold_prize": ("Money split between the telemarketer(s) whose converted leads brought the "
                                 "most turnover in the year, paid as `prize_bonus` in December. December's "
                                 "version decides it.", '"500.00"'),
-    "kpi": ("The KPI bonus (SPEC section 13): a target amount paid in proportion to how well a person meets "
+    "kpi": ("The KPI bonus: a target amount paid in proportion to how well a person meets "
             "weighted targets. Needs the topic `crm.quality` for the `rating` and `compliance` metrics.", "[kpi]"),
     "kpi.target_bonus": ("What a person earns at exactly 100% attainment of every component: `kpi_bonus` = "
                          "target_bonus x sum(weight x attainment).", '"200.00"'),
@@ -171,7 +171,7 @@ COLUMNS: dict[str, str] = {
     "appointment_bonus": "held x `held_credit` + converted x `conversion_bonus`.",
     "prior_adjustments": "Corrections for already settled months (what they earn now minus what was paid).",
     "total_bonus": "What to pay: every bonus column plus `prior_adjustments`.",
-    "upsell_count": "Upsell lines credited to the person (SPEC section 13).",
+    "upsell_count": "Upsell lines credited to the person.",
     "upsell_amount": "The person's credited parts of the uplift of those lines, rounded to the cent.",
     "upsell_bonus": "`upsell.rate` x the exact upsell amount.",
     "kpi_bonus": "`kpi.target_bonus` x the weighted attainment of the KPI components.",

@@ -14,10 +14,11 @@ from click.testing import CliRunner
 
 from schemas.decode import REASONS, decode_event
 from schemas.events import EVENT_TYPES, event_type
-from stream import cli, docs, metrics, plan, version
+from stream import cli, docs, metrics, plan, plan_versions, version, whatif
 from stream.bonus import RUNNING_COLUMNS
 from stream.errors import PlanError
 from stream.settings import DEFAULT_TOPIC_PREFIX, Topics
+from stream.statement import build_statement, statement_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,12 +156,120 @@ def test_check_names_a_stale_or_missing_section(tmp_path: Path, capsys: pytest.C
 
 def test_every_full_plan_example_loads() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", _text("plan-authors.md"), re.DOTALL)
-    assert len(blocks) >= 3  # the shipped plans and the version-2 example
+    assert len(blocks) >= 4  # the shipped plans and the two versions of the example directory
     for block in blocks:
         plan.parse_plan(block, "docs/plan-authors.md")
-    example = plan.parse_plan(blocks[0], "example")
-    assert example.effective_from == "2027-01"
-    assert example.upsell_rate == Decimal("0.10") and example.kpi is not None
+    parsed = [plan.parse_plan(block, "example") for block in blocks]
+    full = [found for found in parsed if found.effective_from == "2027-01"]
+    assert len(full) == 1  # the example with every programme on
+    assert full[0].upsell_rate == Decimal("0.10") and full[0].kpi is not None and full[0].gold_prize > 0
+
+
+def _example_directory(tmp_path: Path) -> Path:
+    """The plan directory of plan-authors.md's "An example directory", written out under `tmp_path`."""
+    files = re.findall(r"^`plans/([\w.-]+\.toml)`:\n\n```toml\n(.*?)```", _text("plan-authors.md"),
+                       re.DOTALL | re.MULTILINE)
+    assert [name for name, _ in files] == ["2026.toml", "2027-h1.toml"]
+    directory = tmp_path / "plans"
+    directory.mkdir(parents=True)
+    for name, text in files:
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+def test_the_example_plan_directory_loads_and_picks_each_months_version(tmp_path: Path) -> None:
+    plans = plan_versions.load_plans(_example_directory(tmp_path))
+    assert [(v.version, v.effective_from) for v in plans.records] == [("2026", "2026-01"), ("2027-h1", "2027-01")]
+    picks = {"2025-01": "2026", "2025-12": "2026", "2026-01": "2026", "2026-12": "2026",
+             "2027-01": "2027-h1", "2027-06": "2027-h1", "2031-12": "2027-h1"}
+    for period, expected in picks.items():
+        assert plans.for_period(period).version == expected, period
+    # the guide's table says the same: each row's first (and last) month, and its version
+    rows = re.findall(r"^\| (\d{4}-\d{2})(?: \.\. (\d{4}-\d{2})| and later)? \| `([^`]+)` \|",
+                      _text("plan-authors.md"), re.MULTILINE)
+    assert [row[2] for row in rows] == ["2026", "2026", "2027-h1"]
+    for first, last, expected in rows:
+        assert plans.for_period(first).version == expected
+        if last:
+            assert plans.for_period(last).version == expected
+
+
+def test_the_plan_directory_refusals_quoted_in_the_guide_are_what_crmbonus_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    guide = " ".join(_text("plan-authors.md").split())
+    example = _example_directory(tmp_path / "example")
+    v2026 = (example / "2026.toml").read_text(encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    def refusal(**files: str) -> str:
+        directory = tmp_path / "plans"
+        if directory.exists():
+            for old in directory.iterdir():
+                old.unlink()
+        else:
+            directory.mkdir()
+        for name, text in files.items():
+            (directory / f"{name}.toml").write_text(text, encoding="utf-8")
+        with pytest.raises(PlanError) as refused:
+            plan_versions.load_plans("plans")
+        return str(refused.value)
+
+    def edited(text: str, *pairs: tuple[str, str]) -> str:
+        for old, new in pairs:
+            assert old in text
+            text = text.replace(old, new)
+        return text
+
+    messages = [
+        refusal(**{"2026": v2026, "2026-fix": edited(v2026, ('version = "2026"', 'version = "2026-fix"'))}),
+        refusal(**{"2026": v2026, "2027": edited(v2026, ('effective_from = "2026-01"', 'effective_from = "2027-01"'))}),
+        refusal(**{"2026": v2026, "2027": edited(v2026, ('version = "2026"', 'version = "2027"'),
+                                                 ('effective_from = "2026-01"', 'effective_from = "2027-01"'),
+                                                 ('timezone = "Europe/Oslo"', 'timezone = "UTC"'))}),
+        refusal(**{"2026": v2026, "2027": edited(v2026, ('version = "2026"', 'version = "2027"'),
+                                                 ('effective_from = "2026-01"\n', ''))}),
+        refusal(**{"2026": v2026, "2027": edited(v2026, ('version = "2026"', 'version = "2027"'),
+                                                 ('effective_from = "2026-01"', 'effective_from = "2027-1"'))}),
+        refusal(),
+    ]
+    for message in messages:
+        assert f"`{message}`" in guide, message
+
+
+def test_the_statement_json_keys_in_the_payroll_guide_are_the_statements() -> None:
+    section = _text("payroll.md").split("### The statement's JSON", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.MULTILINE))
+    demo = plan.load_plan(plan.DEMO_PLAN_PATH)  # every programme on, so no part of the JSON is null
+    document = statement_json(build_statement("nobody", "2026-12", demo))
+    assert list(rows) == list(document)
+    for key, value in document.items():
+        parts = value if isinstance(value, dict) else value[0] if isinstance(value, list) and value else {}
+        if key == "totals":
+            assert set(parts) == set(RUNNING_COLUMNS)
+            continue
+        for part in parts:
+            assert f"`{part}`" in rows[key], (key, part)
+    for part in ("kind", "customer_id", "sale_id", "line_id", "lead_id", "category", "amount", "share",
+                 "touch_event_id", "touch_at", "source_event_id"):  # a credit's keys (none for nobody)
+        assert f"`{part}`" in rows["credits"]
+    whatif_section = _text("payroll.md").split("## What-if", 1)[1]
+    assert re.findall(r"^\| `(\w+)` \|", whatif_section, re.MULTILINE) == list(whatif.COLUMNS)
+
+
+def test_every_command_line_quoted_in_the_docs_exists() -> None:
+    quoted: list[tuple[str, str, str]] = []
+    for path in DOCS.glob("*.md"):
+        text = path.read_text(encoding="utf-8")
+        for command, rest in re.findall(r"`crmbonus ([a-z]+)([^`]*)`", text):
+            quoted.append((path.name, command, rest))
+        for command, rest in re.findall(r"^ {4}crmbonus ([a-z]+)(.*)$", text, re.MULTILINE):
+            quoted.append((path.name, command, rest.split("#", 1)[0]))
+    assert {command for _, command, _ in quoted} >= {"statement", "whatif", "worker", "settle", "export"}
+    for name, command, rest in quoted:
+        assert command in cli.main.commands, f"{name}: crmbonus {command}"
+        options = {opt for param in cli.main.commands[command].params for opt in param.opts}
+        for option in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", rest):
+            assert option in options, f"{name}: crmbonus {command} ... {option}"
 
 
 def test_the_refusal_quoted_in_the_plan_guide_is_what_crmbonus_says() -> None:
