@@ -146,7 +146,8 @@ def _service_options(command: F, plan_unused: str | None) -> F:
             kwargs["plan"] = None
         return command(*args, kafka=kafka_security(kwargs), **kwargs)
 
-    plan_help = ("Bonus plan TOML (default: deploy/plans/default.toml)." if plan_unused is None else
+    plan_help = ("Bonus plan: a TOML file, or a directory of versions with effective_from (SPEC 12); "
+                 "default: the shipped plan, deploy/plans/default.toml." if plan_unused is None else
                  f"Checked, then not used by this command ({plan_unused}); {ENV_PLAN} is ignored.")
     options = [
         click.option("--broker", metavar="URL", envvar=ENV_BROKER, show_envvar=True,
