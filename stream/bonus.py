@@ -80,41 +80,44 @@ class Tally:
     reviews_passed: int = 0
     prize: Decimal = ZERO
 
+    # `+` and `-` in EXACT (it raises rather than rounds), through its methods rather than a
+    # `localcontext` per call: tallies are added and subtracted for every recomputed customer.
     def __add__(self, other: Tally) -> Tally:
-        with localcontext(EXACT):
-            return Tally(
-                self.cross_sell_count + other.cross_sell_count,
-                self.cross_sell_amount + other.cross_sell_amount,
-                self.appointments_held + other.appointments_held,
-                self.appointments_converted + other.appointments_converted,
-                self.telemarketer_items + other.telemarketer_items,
-                self.field_rep_items + other.field_rep_items,
-                self.upsell_count + other.upsell_count,
-                self.upsell_amount + other.upsell_amount,
-                self.kpi_conversions + other.kpi_conversions,
-                self.rating_sum + other.rating_sum,
-                self.rating_count + other.rating_count,
-                self.reviews + other.reviews,
-                self.reviews_passed + other.reviews_passed,
-                self.prize + other.prize,
-            )
+        add = EXACT.add
+        return Tally(
+            self.cross_sell_count + other.cross_sell_count,
+            add(self.cross_sell_amount, other.cross_sell_amount),
+            self.appointments_held + other.appointments_held,
+            self.appointments_converted + other.appointments_converted,
+            self.telemarketer_items + other.telemarketer_items,
+            self.field_rep_items + other.field_rep_items,
+            self.upsell_count + other.upsell_count,
+            add(self.upsell_amount, other.upsell_amount),
+            self.kpi_conversions + other.kpi_conversions,
+            self.rating_sum + other.rating_sum,
+            self.rating_count + other.rating_count,
+            self.reviews + other.reviews,
+            self.reviews_passed + other.reviews_passed,
+            add(self.prize, other.prize),
+        )
 
     def __neg__(self) -> Tally:
+        minus = EXACT.minus
         return Tally(
             -self.cross_sell_count,
-            -self.cross_sell_amount,
+            minus(self.cross_sell_amount),
             -self.appointments_held,
             -self.appointments_converted,
             -self.telemarketer_items,
             -self.field_rep_items,
             -self.upsell_count,
-            -self.upsell_amount,
+            minus(self.upsell_amount),
             -self.kpi_conversions,
             -self.rating_sum,
             -self.rating_count,
             -self.reviews,
             -self.reviews_passed,
-            -self.prize,
+            minus(self.prize),
         )
 
     @property
@@ -127,7 +130,23 @@ class Tally:
                              self.reviews_passed)
 
     def __sub__(self, other: Tally) -> Tally:
-        return self + -other
+        subtract = EXACT.subtract
+        return Tally(
+            self.cross_sell_count - other.cross_sell_count,
+            subtract(self.cross_sell_amount, other.cross_sell_amount),
+            self.appointments_held - other.appointments_held,
+            self.appointments_converted - other.appointments_converted,
+            self.telemarketer_items - other.telemarketer_items,
+            self.field_rep_items - other.field_rep_items,
+            self.upsell_count - other.upsell_count,
+            subtract(self.upsell_amount, other.upsell_amount),
+            self.kpi_conversions - other.kpi_conversions,
+            self.rating_sum - other.rating_sum,
+            self.rating_count - other.rating_count,
+            self.reviews - other.reviews,
+            self.reviews_passed - other.reviews_passed,
+            subtract(self.prize, other.prize),
+        )
 
 
 NOTHING = Tally()
