@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from schemas.events import Event
+from schemas.events import Event, Feedback, QualityReview
 from stream import kpi, leads, rules, settlement, store
 from stream.bonus import (
     EARNED_COLUMNS,
@@ -182,7 +182,11 @@ async def recompute_customers(
     # new events cannot change them keeps its credits: no reading, no recomputation.
     unchanged = set() if force else {cid for cid in ids if not rules.can_change_credits(
         new_events[cid], cached[cid].events if cid in cached else None)}
-    missing = [cid for cid in ids if cid not in cached and cid not in unchanged]
+    # KPI events (SPEC 13) are read by no other rule and their facts are their own, so a customer whose
+    # new events are all KPI events gains those facts without a recomputation or a read.
+    kpi_only = set() if force else {cid for cid in ids if cid not in unchanged
+                                    and rules.only_kpi_events(new_events[cid])}
+    missing = [cid for cid in ids if cid not in cached and cid not in unchanged and cid not in kpi_only]
     stored = await store.load_customer_events(conn, missing)  # this batch's events included
     in_force = await _rows_in_force(conn, "credits", CREDIT_FIELDS, Credit, missing)
     facts_in_force = await _rows_in_force(conn, "customer_facts", FACT_FIELDS, Fact, missing)
@@ -199,6 +203,15 @@ async def recompute_customers(
                 # a new list (a rollback keeps the old entry), the same rows (nothing adds to them)
                 change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
                                                     entry.credits, entry.facts)
+            continue
+        if cid in kpi_only:
+            gained = [rules.kpi_event_fact(event, plan_set.first) for event in new_events[cid]
+                      if isinstance(event, (Feedback, QualityReview))]  # all of them (only_kpi_events)
+            add_tallies(deltas, tally((), gained))
+            facts_added.extend(gained)
+            if entry is not None:  # new lists and dicts: a rollback keeps the old entry
+                change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
+                                                    entry.credits, dict(entry.facts))
             continue
         history = [*entry.events, *new_events[cid]] if entry else stored[cid]
         try:
@@ -224,7 +237,8 @@ async def recompute_customers(
         change.staged[credit.customer_id].credits[credit] = row_id
     for fact, row_id in zip(facts_added, await _insert_rows(conn, "customer_facts", FACT_FIELDS, facts_added),
                             strict=True):
-        change.staged[fact.customer_id].facts[fact] = row_id
+        if (staged := change.staged.get(fact.customer_id)) is not None:  # not staged: not cached
+            staged.facts[fact] = row_id
     lead_deltas = {key: delta for key, delta in lead_deltas.items() if delta != NO_LEADS}
     add_tallies(deltas, await _move_leads(conn, lead_deltas, plan_set))
     # A credit replaced by an equal-weight one (another touch, the same amount) moves no total.

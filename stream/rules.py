@@ -93,6 +93,7 @@ from schemas.events import (
     Feedback,
     KpiEvent,
     LeadHandoff,
+    QualityReview,
     Refund,
     Sale,
     SaleLine,
@@ -687,6 +688,15 @@ def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sal
 
 
 # -- one customer ---------------------------------------------------------------------------
+
+
+def only_kpi_events(new: Sequence[Event]) -> bool:
+    """Whether `new` holds KPI events only (SPEC 13): no rule but `kpi_event_fact` reads them, and
+    it reads each alone, so adding them changes no credit and no other fact."""
+    for event in new:
+        if not isinstance(event, (Feedback, QualityReview)):
+            return False
+    return bool(new)
 
 
 def can_change_credits(new: Sequence[Event], history: Sequence[Event] | None) -> bool:

@@ -713,3 +713,15 @@ def test_credit_customer_resolves_a_duplicate_sale_id_without_regard_to_order() 
 def test_credit_customer_refuses_events_of_two_customers() -> None:
     with pytest.raises(ValueError, match="credit_customer takes one customer's events, got 2 customers"):
         credit_customer([laptop_sale(), cancellation("S1", at(1), customer="c2")], DEFAULT)
+
+
+def test_only_kpi_events_are_told_apart() -> None:
+    """SPEC 13: feedback and reviews are read by `kpi_event_fact` alone, so the ledger adds their
+    facts without recomputing the customer; any other event, or none, needs the rules."""
+    from stream.rules import only_kpi_events
+    from tests.unit.builders import feedback, review
+
+    kpi = [feedback("fr-1", at(0), 5), review("tm-1", at(1), True)]
+    assert only_kpi_events(kpi)
+    assert not only_kpi_events([*kpi, laptop_sale()])
+    assert not only_kpi_events([])
