@@ -242,6 +242,14 @@ async def generation(url: str) -> int:
     return int((await query(url, "SELECT generation FROM plan_state"))[0]["generation"])
 
 
+async def wait_for_generation(url: str, wanted: int, timeout: float) -> None:
+    """Until a recomputation has committed (`plan_state.generation` reached `wanted`)."""
+    deadline = time.monotonic() + timeout
+    while await generation(url) < wanted:
+        assert time.monotonic() < deadline, f"plan_state.generation did not reach {wanted} in {timeout} s"
+        await asyncio.sleep(0.2)
+
+
 async def stored_versions(url: str) -> list[tuple[str, str, str]]:
     found = await query(url, "SELECT effective_from, version, digest FROM plan_versions ORDER BY effective_from")
     return [(r["effective_from"], r["version"], r["digest"]) for r in found]
@@ -714,11 +722,14 @@ async def test_the_recomputation_shows_a_progress_bar_on_a_terminal(
     assert "recomputing under the changed plans" not in first.log(tail=10**6)  # a log file: no bar
 
     mid_year = plan_dir(tmp_path, "mid-year", V1, V2)
+    before = await generation(pg_url)
     process, master = worker_on_a_terminal(tmp_path, pg_url, mid_year)
     try:
         # the two customers of July and September, c07 and c09, in one step
         shown = await asyncio.to_thread(read_terminal, master, ["recomputing under the changed plans", "2/2",
                                                                 "customers"], 120)
+        # the bar reaches 2/2 before the transaction commits: stop the worker only once it has
+        await wait_for_generation(pg_url, before + 1, 120)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
