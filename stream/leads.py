@@ -19,6 +19,7 @@ Decisions the SPEC leaves open, taken here once:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal
 from typing import NamedTuple
@@ -105,9 +106,13 @@ def year_prizes(year: Mapping[str, LeadTally], plan: Plan) -> dict[str, Decimal]
     return split_prize(plan.gold_prize, gold_holders(year))
 
 
-def lead_points_rows(yr: int, year: Mapping[str, LeadTally], plan: Plan) -> list[LeadPointsRow]:
-    """The year's `lead_points` rows: one per telemarketer with a point, by id."""
-    gold = set(gold_holders(year))
+def lead_points_rows(yr: int, year: Mapping[str, LeadTally], plan: Plan,
+                     gold: AbstractSet[str] | None = None) -> list[LeadPointsRow]:
+    """The `lead_points` rows of these telemarketers of a year: one per telemarketer with a point,
+    by id. `gold`: the year's gold holders, when `year` is only part of the year (the ledger
+    rewrites the rows of those concerned); else they are found in `year`."""
+    if gold is None:
+        gold = set(gold_holders(year))
     return [
         LeadPointsRow(yr, person, tally.points, round_money(tally.turnover), badge(tally.points, plan), person in gold)
         for person, tally in sorted(year.items())

@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -51,6 +52,7 @@ from stream.bonus import (
 )
 from stream.diff import diff_customer
 from stream.leads import NO_LEADS, LeadTally, YearKey
+from stream.money import ZERO
 from stream.plan import Plan
 from stream.plan_versions import Plans, as_plans
 from stream.rules import Credit, Fact
@@ -313,24 +315,26 @@ async def _move_leads(conn: asyncpg.Connection, deltas: Mapping[YearKey, LeadTal
         rows = await conn.fetch("SELECT person_id, points, turnover, prize FROM lead_totals WHERE year = $1", year)
         tallies = {row["person_id"]: LeadTally(row["points"], row["turnover"]) for row in rows}
         prizes = leads.year_prizes(tallies, plan)
+        changed: list[str] = []
         for row in rows:
             person, was = row["person_id"], row["prize"]
-            now = prizes.get(person, leads.ZERO)
+            now = prizes.get(person, ZERO)
             if now != was:
                 prize_deltas[(leads.december(year), person)] = Tally(prize=now - was)
-        changed = sorted(person for (_, person) in prize_deltas if _ == leads.december(year))
+                changed.append(person)
         if changed:
             await conn.execute(
                 "UPDATE lead_totals t SET prize = p.prize FROM unnest($2::text[], $3::numeric[]) AS p(person_id, prize)"
                 " WHERE t.year = $1 AND t.person_id = p.person_id",
-                year, changed, [prizes.get(person, leads.ZERO) for person in changed],
+                year, changed, [prizes.get(person, ZERO) for person in changed],
             )
+        gold = set(leads.gold_holders(tallies))
         gold_before = {row["person_id"] for row in await conn.fetch(
             "SELECT person_id FROM lead_points WHERE year = $1 AND gold", year)}
-        concerned = {person for (y, person) in deltas if y == year} | gold_before | set(leads.gold_holders(tallies))
+        concerned = {person for (y, person) in deltas if y == year} | gold_before | gold
         if year in also:  # the thresholds may have changed: every badge of the year
             concerned |= set(tallies)
-        await _write_lead_points(conn, year, {p: tallies[p] for p in concerned if p in tallies}, tallies, plan)
+        await _write_lead_points(conn, year, {p: tallies[p] for p in concerned if p in tallies}, gold, plan)
     return prize_deltas
 
 
@@ -349,10 +353,9 @@ async def _add_to_lead_totals(conn: asyncpg.Connection, keys: Sequence[YearKey],
 
 
 async def _write_lead_points(conn: asyncpg.Connection, year: int, concerned: Mapping[str, LeadTally],
-                             whole_year: Mapping[str, LeadTally], plan: Plan) -> None:
-    """Rewrite the `lead_points` rows of the concerned telemarketers of one year."""
-    gold = set(leads.gold_holders(whole_year))
-    rows = [row for row in leads.lead_points_rows(year, concerned, plan)]
+                             gold: AbstractSet[str], plan: Plan) -> None:
+    """Rewrite the `lead_points` rows of the concerned telemarketers of one year (`gold`: the year's holders)."""
+    rows = leads.lead_points_rows(year, concerned, plan, gold)
     gone = sorted(person for person, found in concerned.items() if found.points <= 0)
     if gone:
         await conn.execute("DELETE FROM lead_points WHERE year = $1 AND person_id = ANY($2::text[])", year, gone)
@@ -365,7 +368,7 @@ async def _write_lead_points(conn: asyncpg.Connection, year: int, concerned: Map
                 badge = excluded.badge, gold = excluded.gold
             """,
             [r.year for r in rows], [r.person_id for r in rows], [r.points for r in rows],
-            [r.turnover for r in rows], [r.badge for r in rows], [r.person_id in gold for r in rows],
+            [r.turnover for r in rows], [r.badge for r in rows], [r.gold for r in rows],
         )
 
 
@@ -452,11 +455,20 @@ async def refresh_running(conn: asyncpg.Connection, persons: Sequence[PersonKey]
     each period under its plan version (SPEC §12).
 
     `prior_adjustments` of an existing row is kept as it is (SPEC section 7 owns it). `clear_kpi`
-    rewrites `kpi_scores` even when no version has a `[kpi]` (one that had it is gone).
+    rewrites `kpi_scores` even when no version has a `[kpi]` (one that had it is gone). Any number
+    of persons: a rebuild or a recomputation passes whole months, in chunks of `REFRESH_CHUNK`.
     """
-    if not persons:
-        return
     plan_set = as_plans(plans)
+    for start in range(0, len(persons), REFRESH_CHUNK):
+        await _refresh_chunk(conn, persons[start:start + REFRESH_CHUNK], plan_set, clear_kpi)
+
+
+#: (period, person) rows rewritten per statement by `refresh_running`.
+REFRESH_CHUNK = 5_000
+
+
+async def _refresh_chunk(conn: asyncpg.Connection, persons: Sequence[PersonKey], plan_set: Plans,
+                         clear_kpi: bool) -> None:
     totals = await load_totals(conn, persons)
     roles = await _kpi_roles(conn, [key for key, found in totals.items() if not found.items
                                     and (found.rating_count or found.reviews)])
@@ -511,9 +523,7 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan | Plans) -> li
     if not reasons:
         return []
     logger.warning("rebuilding the totals and bonus_running (%s)", "; ".join(reasons))
-    figures = ", ".join(RUNNING_COLUMNS[:-1])  # all but plan_version
-    before = {(row["period"], row["person_id"]): tuple(row)
-              for row in await conn.fetch(f"SELECT {figures} FROM bonus_running")}
+    before = await running_rows(conn)
     await conn.execute("DELETE FROM credit_totals")
     periods = [row["period"] for row in await conn.fetch(
         "SELECT period FROM credits UNION SELECT scope FROM customer_facts WHERE kind <> 'lead' ORDER BY 1")]
@@ -524,33 +534,51 @@ async def rebuild_if_pending(conn: asyncpg.Connection, plan: Plan | Plans) -> li
             f"SELECT {', '.join(FACT_FIELDS)} FROM customer_facts WHERE scope = $1 AND kind <> 'lead'", period)]
         await _apply_deltas(conn, tally(credits, facts))
     if any(reason.startswith(_DERIVE_FACTS) for reason in reasons):
-        await _recompute_every_customer(conn, plan)
-    persons = [(row["period"], row["person_id"]) for row in await conn.fetch(
-        "SELECT period, person_id FROM credit_totals ORDER BY 1, 2")]
-    for start in range(0, len(persons), 5_000):
-        await refresh_running(conn, persons[start:start + 5_000], plan)
-    after = {(row["period"], row["person_id"]): tuple(row)
-             for row in await conn.fetch(f"SELECT {figures} FROM bonus_running")}
-    changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+        await recompute_all(conn, [row["customer_id"] for row in await conn.fetch(
+            "SELECT customer_id FROM customers ORDER BY 1")], plan)
+    await refresh_running(conn, [(row["period"], row["person_id"]) for row in await conn.fetch(
+        "SELECT period, person_id FROM credit_totals ORDER BY 1, 2")], plan)
+    changed = changed_rows(before, await running_rows(conn))
     await settlement.carry_adjustments(conn, changed, plan)
     await conn.execute("DELETE FROM ledger_rebuilds")
     logger.warning("rebuilt: %d bonus_running rows changed", len(changed))
     return changed
 
 
-async def _recompute_every_customer(conn: asyncpg.Connection, plan: Plan | Plans, chunk: int = 1_000) -> None:
-    """Every customer computed again from its stored events; only the change is written."""
-    customers = [row["customer_id"] for row in await conn.fetch("SELECT customer_id FROM customers ORDER BY 1")]
+#: Customers recomputed per call in a bulk recomputation: bounded memory, a progress step each.
+RECOMPUTE_CHUNK = 1_000
+
+
+async def recompute_all(conn: asyncpg.Connection, customers: Sequence[str], plans: Plan | Plans,
+                        progress: Callable[[int, int], None] | None = None) -> None:
+    """These customers computed again from their stored events, in chunks (a migration's rebuild,
+    a plan change); only the change is written. `progress(done, total)` after each chunk."""
     cache = CustomerCache(max_events=0)
-    for start in range(0, len(customers), chunk):
-        await recompute_customers(conn, {cid: () for cid in customers[start:start + chunk]}, plan, cache, force=True)
+    for start in range(0, len(customers), RECOMPUTE_CHUNK):
+        chunk = customers[start:start + RECOMPUTE_CHUNK]
+        await recompute_customers(conn, {cid: () for cid in chunk}, plans, cache, force=True)
+        if progress is not None:
+            progress(start + len(chunk), len(customers))
 
 
-async def move_lead_years(conn: asyncpg.Connection, plans: Plan | Plans, years: Sequence[int]) -> set[PersonKey]:
+async def running_rows(conn: asyncpg.Connection, periods: Sequence[str] | None = None
+                       ) -> dict[PersonKey, tuple[object, ...]]:
+    """The `bonus_running` rows (all, or of these periods) as tuples of every column but `updated_at`,
+    to find what a rebuild or a recomputation changed (`changed_rows`)."""
+    columns = ", ".join(RUNNING_COLUMNS)
+    rows = (await conn.fetch(f"SELECT {columns} FROM bonus_running") if periods is None else
+            await conn.fetch(f"SELECT {columns} FROM bonus_running WHERE period = ANY($1::text[])", list(periods)))
+    return {(row["period"], row["person_id"]): tuple(row) for row in rows}
+
+
+def changed_rows(before: Mapping[PersonKey, tuple[object, ...]],
+                 after: Mapping[PersonKey, tuple[object, ...]]) -> list[PersonKey]:
+    return sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+
+
+async def move_lead_years(conn: asyncpg.Connection, plans: Plan | Plans, years: Sequence[int]) -> None:
     """Bring these years' badges, gold and prize in line with the plan version of their December
-    (it changed), with no lead delta; the prize changes go into `credit_totals`. Returns the
-    December (period, person) rows whose prize moved, for the caller to refresh."""
+    (it changed), with no lead delta; the prize changes go into `credit_totals`, whose December
+    rows the caller then refreshes."""
     deltas = await _move_leads(conn, {}, as_plans(plans), years)
-    deltas = {key: delta for key, delta in deltas.items() if delta != NOTHING}
-    await _apply_deltas(conn, deltas)
-    return set(deltas)
+    await _apply_deltas(conn, {key: delta for key, delta in deltas.items() if delta != NOTHING})

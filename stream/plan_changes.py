@@ -35,9 +35,6 @@ from stream.plan_versions import Plans, PlanVersion
 
 logger = logging.getLogger(__name__)
 
-#: Customers recomputed per call of the ledger: bounded memory, a progress step each.
-CHUNK = 1_000
-
 
 class PlansChanged(CrmbonusError):
     """Another worker started with other plans and recomputed under them: this one must stop."""
@@ -130,8 +127,8 @@ async def apply_plan_changes(conn: asyncpg.Connection, plans: Plans,
     periods = sorted({*periods, *(r["period"] for r in await conn.fetch(
         "SELECT period FROM credit_totals UNION SELECT period FROM bonus_running"))})
     change.periods = changed_periods(stored, plans, periods)
-    years = sorted({int(p[:4]) for p in periods})
-    change.years = [year for year in years if december(year) in changed_periods(stored, plans, [december(year)])]
+    decembers = changed_periods(stored, plans, [december(year) for year in {int(p[:4]) for p in periods}])
+    change.years = [int(period[:4]) for period in decembers]
     if change.periods or change.years:
         logger.warning("the plans changed (%s): recomputing %d period(s) from the stored events",
                        "; ".join(r.describe() for r in plans.records), len(change.periods))
@@ -143,31 +140,20 @@ async def apply_plan_changes(conn: asyncpg.Connection, plans: Plans,
 async def _recompute(conn: asyncpg.Connection, plans: Plans, change: PlanChange,
                      progress: Callable[[int, int], None] | None) -> tuple[int, list[PersonKey]]:
     """Recompute the changed periods' customers, rows, years; carry closed months' changes."""
-    figures = "period, person_id, " + ", ".join(
-        name for name in ledger.RUNNING_COLUMNS if name not in ("period", "person_id"))
     months = sorted({*change.periods, *(december(year) for year in change.years)})  # the rows to rewrite
-    before = {(r["period"], r["person_id"]): tuple(r) for r in await conn.fetch(
-        f"SELECT {figures} FROM bonus_running WHERE period = ANY($1::text[])", months)}
+    before = await ledger.running_rows(conn, months)
     customers = [r["customer_id"] for r in await conn.fetch(
         "SELECT DISTINCT customer_id FROM events WHERE to_char(occurred_at AT TIME ZONE $1, 'YYYY-MM') = ANY($2)"
         " ORDER BY 1", plans.timezone, change.periods)]
-    cache = ledger.CustomerCache(max_events=0)
-    for start in range(0, len(customers), CHUNK):
-        chunk = customers[start:start + CHUNK]
-        await ledger.recompute_customers(conn, {cid: () for cid in chunk}, plans, cache, force=True)
-        if progress is not None:
-            progress(start + len(chunk), len(customers))
-    prize_deltas = await ledger.move_lead_years(conn, plans, change.years)
-    persons = sorted({(r["period"], r["person_id"]) for r in await conn.fetch(
-        "SELECT period, person_id FROM credit_totals WHERE period = ANY($1::text[])", months)} | set(prize_deltas))
-    for start in range(0, len(persons), 5_000):
-        await ledger.refresh_running(conn, persons[start:start + 5_000], plans, clear_kpi=True)
+    await ledger.recompute_all(conn, customers, plans, progress)
+    await ledger.move_lead_years(conn, plans, change.years)  # the prize moves into the December totals
+    persons = [(r["period"], r["person_id"]) for r in await conn.fetch(
+        "SELECT period, person_id FROM credit_totals WHERE period = ANY($1::text[]) ORDER BY 1, 2", months)]
+    await ledger.refresh_running(conn, persons, plans, clear_kpi=True)
     for month in months:  # rows without totals too (made for an adjustment): SPEC 12's plan_version
         await conn.execute("UPDATE bonus_running SET plan_version = $2 WHERE period = $1 AND plan_version"
                            " IS DISTINCT FROM $2", month, plans.for_period(month).version)
-    after = {(r["period"], r["person_id"]): tuple(r) for r in await conn.fetch(
-        f"SELECT {figures} FROM bonus_running WHERE period = ANY($1::text[])", months)}
-    changed = sorted(key for key in {*before, *after} | set(prize_deltas) if before.get(key) != after.get(key))
+    changed = ledger.changed_rows(before, await ledger.running_rows(conn, months))
     await settlement.carry_adjustments(conn, changed, plans)
     return len(customers), persons
 
