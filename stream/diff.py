@@ -10,12 +10,18 @@ Pure, so the property tests drive exactly this code through any batching without
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import NamedTuple, TypeVar
 
-from stream.bonus import NOTHING, PersonKey, Tally, lead_tally, tally
+from schemas.events import Event, Feedback, QualityReview
+from stream import rules
+from stream.bonus import NOTHING, PersonKey, Tally, add_tallies, lead_tally, tally
+from stream.customer_cache import CachedCustomer, CustomerCache
 from stream.leads import NO_LEADS, LeadTally, YearKey
+from stream.plan_versions import Plans
 from stream.rules import LEAD, Credit, Fact, Outcome
 
 T = TypeVar("T", Credit, Fact)
@@ -74,3 +80,124 @@ def diff_customer(
         gained, lost = lead_tally(facts_added), lead_tally(facts_removed)
         lead_deltas = {key: gained.get(key, NO_LEADS) - lost.get(key, NO_LEADS) for key in {*gained, *lost}}
     return CustomerChange(kept, added, removed, facts_kept, facts_added, facts_removed, deltas, lead_deltas)
+
+
+# -- a batch of customers -------------------------------------------------------------------------
+
+
+class RulesError(Exception):
+    """The pure rules (`stream.rules`, `stream.bonus`, `stream.diff`) raised an ArithmeticError
+    or a ValueError on a customer's events: what SPEC section 10 counts, with a Postgres data
+    exception, as a message failing on its own data. Raised where the rules are called (`diff_batch`),
+    so the pipeline can tell it from the same exception raised anywhere else (a bug there).
+    """
+
+    def __init__(self, customer_id: str | None, error: ArithmeticError | ValueError) -> None:
+        self.customer_id = customer_id
+        self.error = error
+        where = "the bonus rows" if customer_id is None else f"customer {customer_id[:64]!r}"
+        super().__init__(f"the rules failed for {where}: {type(error).__name__}: {error}")
+
+
+def sort_customers(
+    ids: Sequence[str], new_events: Mapping[str, Sequence[Event]], versions: Mapping[str, int],
+    cache: CustomerCache, force: bool,
+) -> tuple[dict[str, CachedCustomer], set[str], set[str], list[str]]:
+    """The batch's customers by what their recomputation needs: (cached entries, `unchanged`,
+    `kpi_only`, `missing`). One pass, as it runs for every customer of every batch.
+
+    Credits in force always equal the rules over the stored events, so a customer whose new
+    events cannot change them keeps its credits: no reading, no recomputation (`unchanged`).
+    KPI events (SPEC 13) are read by no other rule and their facts are their own, so a customer
+    whose new events are all KPI events gains those facts without a recomputation or a read
+    (`kpi_only`). The rest are recomputed, from the cache or, if `missing`, from Postgres.
+    `force` (a rebuild, a changed plan) recomputes every one.
+    """
+    cached: dict[str, CachedCustomer] = {}
+    unchanged: set[str] = set()
+    kpi_only: set[str] = set()
+    missing: list[str] = []
+    for cid in ids:
+        entry = cache.get(cid, versions[cid] - 1)
+        if entry is not None:
+            cached[cid] = entry
+        new = new_events[cid]
+        if not force:
+            if not rules.can_change_credits(new, None if entry is None else entry.events):
+                unchanged.add(cid)
+                continue
+            if rules.only_kpi_events(new):
+                kpi_only.add(cid)
+                continue
+        if entry is None:
+            missing.append(cid)
+    return cached, unchanged, kpi_only, missing
+
+
+@dataclass
+class BatchDiff:
+    """What a batch's customers change in what is stored, all customers together."""
+
+    removed: list[int] = field(default_factory=list)  # credit row ids to delete
+    facts_removed: list[int] = field(default_factory=list)
+    added: list[Credit] = field(default_factory=list)  # new rows, in the outcomes' order
+    facts_added: list[Fact] = field(default_factory=list)
+    deltas: dict[PersonKey, Tally] = field(default_factory=dict)
+    lead_deltas: dict[YearKey, LeadTally] = field(default_factory=dict)
+    #: the cache entries once the batch commits; new rows' ids are added by the ledger
+    staged: dict[str, CachedCustomer] = field(default_factory=dict)
+
+
+def diff_batch(
+    ids: Sequence[str],
+    new_events: Mapping[str, Sequence[Event]],
+    versions: Mapping[str, int],
+    cached: Mapping[str, CachedCustomer],
+    skipped: tuple[AbstractSet[str], AbstractSet[str]],
+    read: tuple[Mapping[str, list[Event]], Mapping[str, Mapping[Credit, int]], Mapping[str, Mapping[Fact, int]]],
+    plans: Plans,
+) -> BatchDiff:
+    """Every customer of a batch through `diff_customer`, from the cache or from what was `read`
+    back (stored events, credits and facts in force); `skipped` are the `unchanged` and `kpi_only`
+    customers of `sort_customers`. Raises `RulesError` naming the customer whose rules failed.
+
+    Every staged entry is new (new lists and dicts): a batch that rolls back leaves the cache's
+    entries as they were.
+    """
+    unchanged, kpi_only = skipped
+    stored, in_force, facts_in_force = read
+    found = BatchDiff()
+    staged = found.staged
+    for cid in ids:
+        entry = cached.get(cid)
+        if cid in unchanged:
+            if entry is not None:  # still current after this batch, with the new events
+                # the same rows: nothing adds to them
+                staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
+                                             entry.credits, entry.facts)
+            continue
+        if cid in kpi_only:
+            gained = [rules.kpi_event_fact(event, plans.first) for event in new_events[cid]
+                      if isinstance(event, (Feedback, QualityReview))]  # all of them (only_kpi_events)
+            add_tallies(found.deltas, tally((), gained))
+            found.facts_added.extend(gained)
+            if entry is not None:  # facts join below
+                staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
+                                             entry.credits, dict(entry.facts))
+            continue
+        history = [*entry.events, *new_events[cid]] if entry else stored[cid]
+        try:
+            customer = diff_customer(entry.credits if entry else in_force.get(cid, {}),
+                                     entry.facts if entry else facts_in_force.get(cid, {}),
+                                     rules.outcome_under(history, plans))
+            add_tallies(found.deltas, customer.deltas)
+            for key, lead_delta in customer.lead_deltas.items():
+                found.lead_deltas[key] = found.lead_deltas.get(key, NO_LEADS) + lead_delta
+        except (ArithmeticError, ValueError) as error:
+            raise RulesError(cid, error) from error
+        found.removed += customer.removed.values()
+        found.facts_removed += customer.facts_removed.values()
+        found.added.extend(customer.added)
+        found.facts_added.extend(customer.facts_added)
+        staged[cid] = CachedCustomer(versions[cid], history, customer.kept, customer.facts_kept)  # new rows join later
+    return found

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from typing import TypeVar
 
 import asyncpg
 
-from schemas.events import Event, Feedback, QualityReview
-from stream import kpi, leads, rules, settlement, store
+from schemas.events import Event
+from stream import kpi, leads, settlement, store
 from stream.bonus import (
     EARNED_COLUMNS,
     FIGURE_COLUMNS,
@@ -50,7 +49,8 @@ from stream.bonus import (
     running_row,
     tally,
 )
-from stream.diff import diff_customer
+from stream.customer_cache import CachedCustomer, CustomerCache
+from stream.diff import RulesError, diff_batch, sort_customers
 from stream.leads import NO_LEADS, LeadTally, YearKey
 from stream.money import ZERO
 from stream.plan import Plan
@@ -58,20 +58,6 @@ from stream.plan_versions import Plans, as_plans
 from stream.rules import Credit, Fact
 
 logger = logging.getLogger(__name__)
-
-
-class RulesError(Exception):
-    """The pure rules (`stream.rules`, `stream.bonus`, `stream.diff`) raised an ArithmeticError
-    or a ValueError on a customer's events: what SPEC section 10 counts, with a Postgres data
-    exception, as a message failing on its own data. Raised here, where the rules are called,
-    so the pipeline can tell it from the same exception raised anywhere else (a bug there).
-    """
-
-    def __init__(self, customer_id: str | None, error: ArithmeticError | ValueError) -> None:
-        self.customer_id = customer_id
-        self.error = error
-        where = "the bonus rows" if customer_id is None else f"customer {customer_id[:64]!r}"
-        super().__init__(f"the rules failed for {where}: {type(error).__name__}: {error}")
 
 
 #: Credit fields in table order; the named tuple and the table share these names.
@@ -82,70 +68,6 @@ FACT_FIELDS = Fact._fields
 LEAD_YEAR_LOCK = 0x6C656164
 
 Row = TypeVar("Row", Credit, Fact)
-
-
-@dataclass
-class CachedCustomer:
-    """A customer as this worker last committed it: valid while the database's version matches."""
-
-    version: int
-    events: list[Event]
-    credits: dict[Credit, int]  # credit in force -> its row id
-    facts: dict[Fact, int] = field(default_factory=dict)  # fact in force -> its row id
-
-
-class CustomerCache:
-    """Decoded events and credits in force of recently seen customers, least recently used out.
-
-    It saves reading and decoding a customer's whole history on every batch that touches
-    the customer. It is never trusted blindly: an entry is used only when the customer's
-    version in Postgres is the one it was cached at, so another worker's writes, or a
-    batch that rolled back, simply make it miss.
-
-    Bounded by events, not customers: a cached event costs ~0.9 KB of worker memory
-    (measured), so the default bound keeps the cache under ~45 MB; with two workers, a 300,000-event
-    burst ran as fast with 50,000 as with 100,000.
-    """
-
-    def __init__(self, max_events: int = 50_000) -> None:
-        self.max_events = max_events
-        self.entries: OrderedDict[str, CachedCustomer] = OrderedDict()
-        self.events = 0
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, customer_id: str, version: int) -> CachedCustomer | None:
-        """The customer as committed at `version`, or None if not cached at that version.
-
-        Version 0 is a customer whose row this very batch created (`_take_customers`
-        starts at 1, and migration 0004 gave every older customer a row): nothing of
-        it was stored before, so there is nothing to read back.
-        """
-        if version == 0:
-            return CachedCustomer(0, [], {}, {})
-        entry = self.entries.get(customer_id)
-        if entry is None or entry.version != version:
-            self.misses += 1
-            return None
-        self.entries.move_to_end(customer_id)
-        self.hits += 1
-        return entry
-
-    def update(self, staged: dict[str, CachedCustomer]) -> None:
-        """Take in what a batch committed; call only after its transaction is in."""
-        for customer_id, entry in staged.items():
-            self.discard([customer_id])
-            self.entries[customer_id] = entry
-            self.events += len(entry.events)
-        while self.events > self.max_events and self.entries:
-            _, oldest = self.entries.popitem(last=False)
-            self.events -= len(oldest.events)
-
-    def discard(self, customer_ids: Iterable[str]) -> None:
-        for customer_id in customer_ids:
-            entry = self.entries.pop(customer_id, None)
-            if entry is not None:
-                self.events -= len(entry.events)
 
 
 @dataclass
@@ -179,58 +101,15 @@ async def recompute_customers(
         return change
     plan_set = as_plans(plans)
     versions = await _take_customers(conn, ids)
-    cached = {cid: entry for cid in ids if (entry := cache.get(cid, versions[cid] - 1)) is not None}
-    # Credits in force always equal the rules over the stored events, so a customer whose
-    # new events cannot change them keeps its credits: no reading, no recomputation.
-    unchanged = set() if force else {cid for cid in ids if not rules.can_change_credits(
-        new_events[cid], cached[cid].events if cid in cached else None)}
-    # KPI events (SPEC 13) are read by no other rule and their facts are their own, so a customer whose
-    # new events are all KPI events gains those facts without a recomputation or a read.
-    kpi_only = set() if force else {cid for cid in ids if cid not in unchanged
-                                    and rules.only_kpi_events(new_events[cid])}
-    missing = [cid for cid in ids if cid not in cached and cid not in unchanged and cid not in kpi_only]
+    cached, unchanged, kpi_only, missing = sort_customers(ids, new_events, versions, cache, force)
     stored = await store.load_customer_events(conn, missing)  # this batch's events included
     in_force = await _rows_in_force(conn, "credits", CREDIT_FIELDS, Credit, missing)
     facts_in_force = await _rows_in_force(conn, "customer_facts", FACT_FIELDS, Fact, missing)
-    removed: list[int] = []
-    facts_removed: list[int] = []
-    added: list[Credit] = []
-    facts_added: list[Fact] = []
-    deltas: dict[PersonKey, Tally] = {}
-    lead_deltas: dict[YearKey, LeadTally] = {}
-    for cid in ids:
-        entry = cached.get(cid)
-        if cid in unchanged:
-            if entry is not None:  # still current after this batch, with the new events
-                # a new list (a rollback keeps the old entry), the same rows (nothing adds to them)
-                change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
-                                                    entry.credits, entry.facts)
-            continue
-        if cid in kpi_only:
-            gained = [rules.kpi_event_fact(event, plan_set.first) for event in new_events[cid]
-                      if isinstance(event, (Feedback, QualityReview))]  # all of them (only_kpi_events)
-            add_tallies(deltas, tally((), gained))
-            facts_added.extend(gained)
-            if entry is not None:  # new lists and dicts: a rollback keeps the old entry
-                change.staged[cid] = CachedCustomer(versions[cid], [*entry.events, *new_events[cid]],
-                                                    entry.credits, dict(entry.facts))
-            continue
-        history = [*entry.events, *new_events[cid]] if entry else stored[cid]
-        try:
-            customer = diff_customer(entry.credits if entry else in_force.get(cid, {}),
-                                     entry.facts if entry else facts_in_force.get(cid, {}),
-                                     rules.outcome_under(history, plan_set))
-            add_tallies(deltas, customer.deltas)
-            for key, lead_delta in customer.lead_deltas.items():
-                lead_deltas[key] = lead_deltas.get(key, NO_LEADS) + lead_delta
-        except (ArithmeticError, ValueError) as error:
-            raise RulesError(cid, error) from error
-        removed += customer.removed.values()
-        facts_removed += customer.facts_removed.values()
-        added.extend(customer.added)  # new rows' ids in that order
-        facts_added.extend(customer.facts_added)
-        # new rows join below
-        change.staged[cid] = CachedCustomer(versions[cid], history, customer.kept, customer.facts_kept)
+    found = diff_batch(ids, new_events, versions, cached, (unchanged, kpi_only), (stored, in_force, facts_in_force),
+                       plan_set)
+    change.staged = found.staged
+    removed, facts_removed, added, facts_added = found.removed, found.facts_removed, found.added, found.facts_added
+    deltas, lead_deltas = found.deltas, found.lead_deltas
     if removed:
         await conn.execute("DELETE FROM credits WHERE id = ANY($1::bigint[])", removed)
     if facts_removed:

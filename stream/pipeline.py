@@ -7,7 +7,7 @@ benchmark and any other consumer drive it the same way.
 Poison isolation (SPEC section 10). A batch whose commit fails is retried with backoff, as
 it always was, unless the error is one that a message's own data can cause (`ERROR_KINDS`,
 entries with `isolate`): a Postgres data exception (SQLSTATE class 22) or an ArithmeticError
-or ValueError raised by the rules (`ledger.RulesError`). Then the batch is split, in one
+or ValueError raised by the rules (`diff.RulesError`). Then the batch is split, in one
 transaction, into halves applied in arrival order, each in a savepoint: a half that fails is
 split again, until the messages that fail on their own are single. Those are dead-lettered
 as `processing_error`, with the error in `detail` and the raw bytes as received, and the rest
@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -51,7 +52,9 @@ from schemas.decode import MAX_DETAIL, PROCESSING_ERROR, InvalidEvent, decode_ev
 from schemas.events import Event, event_type
 from schemas.messages import DeadLetter, Decoded, Message
 from stream import ledger, settlement, store
-from stream.ledger import CachedCustomer, LedgerChange, RulesError
+from stream.customer_cache import CachedCustomer, CustomerCache
+from stream.diff import RulesError
+from stream.ledger import LedgerChange
 from stream.plan import Plan
 from stream.plan_changes import PlansChanged, check_generation
 from stream.plan_versions import Plans
@@ -167,7 +170,7 @@ class Pipeline:
         #: the plans' generation this worker started under (stream/plan_changes.py); None: not checked
         self.plan_generation = plan_generation
         self.group_id = group_id
-        self.cache = ledger.CustomerCache()
+        self.cache = CustomerCache()
         self.on_retry: Callable[[], None] = lambda: None  # the worker counts retries in a metric
         self.healthy = True
         self.last_error: str | None = None  # why not healthy, for /health: no internal error text
@@ -316,20 +319,18 @@ def processing_detail(error: BaseException, kind: ErrorKind) -> str:
 
 def by_customer(items: Sequence[Decoded]) -> dict[str, list[Event]]:
     grouped: dict[str, list[Event]] = {}
-    for item in items:
-        grouped.setdefault(item.event.customer_id, []).append(item.event)
+    for _, event in items:
+        if (events := grouped.get(event.customer_id)) is None:
+            grouped[event.customer_id] = [event]
+        else:
+            events.append(event)
     return grouped
 
 
 def consumed_by(decoded: list[Decoded], invalid: list[DeadLetter]) -> dict[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for item in decoded:
-        key = (item.message.topic, event_type(item.event))
-        counts[key] = counts.get(key, 0) + 1
-    for letter in invalid:
-        key = (letter.message.topic, "invalid")
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    counts = Counter((message.topic, event_type(event)) for message, event in decoded)
+    counts.update((letter.message.topic, "invalid") for letter in invalid)
+    return dict(counts)
 
 
 def split(batch: Sequence[Message]) -> tuple[list[Decoded], list[DeadLetter]]:

@@ -64,9 +64,7 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
     """
     if not batch:
         return InsertOutcome([], 0, [])
-    rows = [(item.event.event_id, event_type(item.event), item.event.customer_id, item.event.occurred_at,
-             item.event.sale_id if isinstance(item.event, Sale) else None, item.message.value,
-             item.message.topic, item.message.partition, item.message.offset) for item in batch]
+    rows = [_event_row(message, event) for message, event in batch]
     first, repeats = _first_of_each_id(rows)
     try:
         async with conn.transaction():  # a savepoint: a failed COPY leaves the batch's transaction usable
@@ -75,6 +73,13 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded]) -> I
         return await _insert_staged(conn, batch, rows)
     duplicates, dead = await _sort_rejected(conn, [batch[i] for i in repeats])
     return InsertOutcome([batch[i] for i in first], duplicates, dead)
+
+
+def _event_row(message: Message, event: Event) -> tuple[object, ...]:
+    """The `_EVENT_COLUMNS` of one event."""
+    return (event.event_id, event_type(event), event.customer_id, event.occurred_at,
+            event.sale_id if type(event) is Sale else None,
+            message.value, message.topic, message.partition, message.offset)
 
 
 def _first_of_each_id(rows: Sequence[tuple[object, ...]]) -> tuple[list[int], list[int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas.events import Event
-from stream.ledger import CachedCustomer, CustomerCache
+from stream.customer_cache import CachedCustomer, CustomerCache
 from tests.unit.test_decode import VALID
 
 EVENT: Event = msgspec.json.decode(msgspec.json.encode(VALID["cancellation"]), type=Event)

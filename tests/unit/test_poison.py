@@ -20,7 +20,8 @@ from schemas.messages import DeadLetter, Decoded, Message
 from stream import pipeline as pipeline_module
 from stream import settlement, store
 from stream.bonus import compute_tables
-from stream.ledger import LedgerChange, RulesError
+from stream.diff import RulesError
+from stream.ledger import LedgerChange
 from stream.pipeline import (
     ERROR_KINDS,
     ISOLATE_AGAIN_EVERY,
