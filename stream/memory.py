@@ -12,7 +12,7 @@ import gc
 from collections.abc import Callable
 
 #: Young objects between two collections of the youngest generation (Python's default is 700).
-GC_YOUNG_THRESHOLD = 20_000
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def settle_garbage_collector() -> None:
@@ -22,9 +22,10 @@ def settle_garbage_collector() -> None:
     22% of the worker's batch time, mostly full collections walking the ~half a million
     objects Faust, aiokafka and friends build at start-up. Those live as long as the
     process, so they are frozen out of every later collection once the app is up, and the
-    youngest generation is collected every 20,000 objects instead of 700: 6% left. A batch
-    makes few reference cycles (decoded events are untracked msgspec structs), so memory
-    does not grow for it.
+    youngest generation is collected every 100,000 objects instead of 700: 6% was left at
+    20,000, and 100,000 took a further 1.2 µs an event off (of ~1.9 µs spent collecting,
+    measured over the batch's pure work). A batch makes few reference cycles (decoded events
+    are untracked msgspec structs), so memory does not grow for it.
     """
     gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
