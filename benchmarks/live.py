@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import re
 import subprocess
 import sys
@@ -114,10 +115,18 @@ class Workers:
         return [member.process.pid for member in self.members]
 
     def wait_ready(self) -> float:
+        """Wait until every member answers `/health` 200 in one pass: all in the group, each with
+        partitions assigned and none rebalancing (a member healthy alone before the next joined
+        would be rebalancing again when that one's join reaches it)."""
         started = time.monotonic()
-        for member in self.members:
-            member.wait_ready()
-        return time.monotonic() - started
+        while True:
+            for member in self.members:
+                member.wait_ready()
+            if all(member.get("/health")[0] == 200 for member in self.members):
+                return time.monotonic() - started
+            if time.monotonic() - started > READY_TIMEOUT_S:
+                raise RuntimeError(f"the benchmark workers were never all healthy at once in {READY_TIMEOUT_S:.0f} s; "
+                                   f"see {self.first.settings.data_dir}/worker-*.log")
 
     def failed(self) -> WorkerProcess | None:
         return next((member for member in self.members if member.process.poll() is not None), None)
@@ -189,6 +198,23 @@ def stack_processes(worker_pids: list[int], data_dir: Path, broker: str) -> dict
     return parts
 
 
+def postgres_cpu_all(data_dir: Path) -> float:
+    """Every Postgres process's CPU seconds so far: the postmaster, its live children, and the
+    children it has reaped (backends and autovacuum workers that came and went). `cpu_seconds`
+    counts only the processes alive when its parts were listed; the difference of two readings
+    of this one misses none (it includes the benchmark's own polling connection)."""
+    with contextlib.suppress(OSError, ValueError, psutil.Error):
+        postmaster = psutil.Process(int((data_dir / "pg" / "postmaster.pid").read_text().split()[0]))
+        own = postmaster.cpu_times()
+        total = own.user + own.system + own.children_user + own.children_system
+        for child in postmaster.children():
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                total += times.user + times.system
+        return total
+    return math.nan
+
+
 def cpu_seconds(parts: dict[str, list[psutil.Process]]) -> dict[str, float]:
     totals: dict[str, float] = {}
     for name, processes in parts.items():
@@ -211,11 +237,14 @@ class Progress:
         self.group_id = group_id
         self.history: dict[tuple[str, int], tuple[list[float], list[int]]] = {}
         self.current: dict[tuple[str, int], int] = {}
+        #: (poll time, offsets committed in all) at every poll that saw a partition move
+        self.timeline: list[tuple[float, int]] = []
 
     async def poll(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch('SELECT topic, "partition", next_offset FROM consumer_progress WHERE group_id = $1',
                                 self.group_id)
         now = time.monotonic()
+        moved = False
         for row in rows:
             key = (row["topic"], row["partition"])
             if self.current.get(key) != row["next_offset"]:
@@ -223,10 +252,18 @@ class Progress:
                 times, offsets = self.history.setdefault(key, ([], []))
                 times.append(now)
                 offsets.append(row["next_offset"])
+                moved = True
+        if moved:
+            self.timeline.append((now, self.committed))
 
     @property
     def committed(self) -> int:
         return sum(self.current.values())  # fresh topics: offsets start at 0
+
+    def first_commit(self) -> tuple[float, int] | None:
+        """The first poll that saw anything committed, and how many offsets it saw committed
+        (a batch or more: everything the workers committed before that poll)."""
+        return next(((at, total) for at, total in self.timeline if total > 0), None)
 
     def reached(self, targets: dict[tuple[str, int], int]) -> bool:
         return all(self.current.get(key, 0) >= end for key, end in targets.items())
@@ -253,6 +290,13 @@ class BurstMeasure:
     workers: int = 1
     rates: list[float] = field(default_factory=list)  # every run's, when repeated (benchmarks.run)
     py_spy: dict[str, float] = field(default_factory=dict)  # share of the worker's samples per place
+    #: The drain, first commit seen -> last commit: when the first poll saw a commit (seconds after
+    #: the publish started) and how many offsets it saw committed; `drain_rate` counts the events
+    #: committed after it, (events - first_commit_events) / drain_s (NaN when one poll saw them all).
+    first_commit_s: float = math.nan
+    first_commit_events: int = 0
+    drain_s: float = math.nan
+    drain_rate: float = math.nan
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -267,7 +311,7 @@ async def _burst(workers: Workers, lines: Sequence[bytes], timeout: float) -> Bu
     conn = await asyncpg.connect(settings.database_url)
     try:
         rss_ready = workers.sample_rss()
-        cpu_before = cpu_seconds(parts)
+        cpu_before = {**cpu_seconds(parts), "postgres_all": postgres_cpu_all(settings.data_dir)}
         outgoing = [to_outgoing(raw, settings.topics) for raw in lines]
         started = time.monotonic()
         publishing = asyncio.create_task(publish(settings.broker, outgoing))
@@ -287,15 +331,19 @@ async def _burst(workers: Workers, lines: Sequence[bytes], timeout: float) -> Bu
                                    f"{time.monotonic() - started:.0f} s; see {settings.data_dir}/worker-*.log")
             await asyncio.sleep(POLL_S * 2)
         done = max(times[-1] for times, _ in progress.history.values())
-        cpu_after = cpu_seconds(parts)
+        cpu_after = {**cpu_seconds(parts), "postgres_all": postgres_cpu_all(settings.data_dir)}
     finally:
         await conn.close()
     for mark in marks:  # marks passed between two polls of the last batch
         rss_at.setdefault(mark, workers.sample_rss() / MB)
+    first_at, first_events = progress.first_commit() or (done, len(lines))
+    drain_s = done - first_at
     return BurstMeasure(
         events=len(lines), publish_s=publish_s, e2e_s=done - started, rate=len(lines) / (done - started),
         rss_ready_mb=rss_ready / MB, rss_at_mb=rss_at, rss_peak_mb=workers.peak_rss / MB,
         cpu_s={name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}, ready_s=0.0,
+        first_commit_s=first_at - started, first_commit_events=first_events, drain_s=drain_s,
+        drain_rate=(len(lines) - first_events) / drain_s if drain_s > 0 else math.nan,
     )
 
 

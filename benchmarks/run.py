@@ -1,16 +1,18 @@
 """`python -m benchmarks.run`: the table of issue 6, measured in one run on the embedded stack,
-raw consume, end to end and the burst on a real Apache Kafka broker beside it.
+raw consume, end to end, the burst and burst-vs-COPY on a real Apache Kafka broker beside it.
 
-    python -m benchmarks.run                  # default sizes, about 4 minutes on 2 cores
-    python -m benchmarks.run --smoke          # every measurement tiny, for CI (about 1.5 minutes)
+    python -m benchmarks.run                  # default sizes, about 6.5 minutes on 2 cores
+    python -m benchmarks.run --smoke          # every measurement tiny, for CI (about 1.7 minutes)
     python -m benchmarks.run --json out.json  # also write every figure as JSON
     python -m benchmarks.run --brokers tansu  # the compared rows on tansu only (no Apache Kafka started)
+    python -m benchmarks.run --only burst-copy  # issue 18's row alone: 5 bursts of 100,000 beside 5 COPYs
 
 Every measurement runs on a database and topic prefix of its own, on one embedded
 tansu broker and one embedded Postgres started under a temporary directory. Raw
-consume, end to end and the burst run on every broker of --brokers: tansu, and an
-Apache Kafka broker (tests/apache_kafka.py) started once for the run, on the same
-Postgres; without Java those rows say why they were skipped. Figures are printed,
+consume, end to end, the burst and burst-vs-COPY (issue 18, benchmarks/burst_copy.py)
+run on every broker of --brokers: tansu, and an Apache Kafka broker
+(tests/apache_kafka.py) started once for the run, on the same Postgres; without Java
+those rows say why they were skipped. Figures are printed,
 never asserted: a slow machine still exits 0.
 """
 
@@ -32,17 +34,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from benchmarks import data, faust_ceiling, live, raw, recompute, replayed
+from benchmarks import burst_copy, data, faust_ceiling, live, raw, recompute, replayed
 from benchmarks.report import Results, render
 from benchmarks.stack import Broker, Stack, apache_kafka, embedded_stack, kafka_label, tansu
 from stream.plan import DEMO_PLAN_PATH, load_plan
 from stream.settings import Resolved
 
 MEASUREMENTS = ("e2e", "single", "consume", "faust", "copy", "naive", "replay", "history", "burst", "latency",
-                "programmes", "recompute")
+                "programmes", "recompute", "burst-copy")
 HISTORY_LENGTHS = (10, 100, 1000)
 #: The measurements made on every broker of --brokers; every other one runs on tansu only.
-COMPARED = ("consume", "e2e", "burst")
+COMPARED = ("consume", "e2e", "burst", "burst-copy")
 BROKERS = ("tansu", "kafka")
 
 
@@ -52,6 +54,7 @@ class Sizes:
     naive_events: int
     history_events: int
     burst_events: int
+    burst_copy_events: int
     latency_rate: float
     latency_seconds: float
     workers: int
@@ -67,13 +70,17 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
                         help="events per history run, customers of 10/100/1000 events (default: --events)")
     parser.add_argument("--burst-events", type=int,
                         help="events published at once into a running worker, for RSS (default 10 x --events)")
+    parser.add_argument("--burst-copy-events", type=int,
+                        help="events of each burst of burst-copy, drained beside a raw COPY of them "
+                             "(default 100000; smoke 2000); --repeats pairs")
     parser.add_argument("--latency-rate", type=float, default=2000.0, help="steady publish rate, events/s")
     parser.add_argument("--latency-seconds", type=float, help="how long to publish at that rate (default 20; smoke 3)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes for end to end, burst, latency and history, as "
                              "`crmbonus worker --workers N` (default: one per core)")
     parser.add_argument("--repeats", type=int,
-                        help="runs of end to end and raw COPY, taken in turn, the medians kept (default 5; "
+                        help="runs of end to end and raw COPY, and pairs of burst-copy, taken in turn, the "
+                             "medians kept (default 5; "
                              "smoke 1): a one-second run varies by 10-20%% on a shared machine, and each "
                              "e2e / COPY ratio then compares two runs made under the same conditions")
     parser.add_argument("--smoke", action="store_true", help="every measurement tiny; for CI, asserts nothing")
@@ -93,6 +100,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Sizes]:
         naive_events=args.naive_events or (100 if args.smoke else 2_000),
         history_events=args.history_events or events,
         burst_events=args.burst_events or 10 * events,
+        burst_copy_events=args.burst_copy_events or (2_000 if args.smoke else 100_000),
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds or (3.0 if args.smoke else 20.0),
         workers=args.workers,
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(name: str, work: Callable[[Stack], Any], broker: Broker | None) -> None:
         """Measure `name` (if --only has it) on `broker`'s stack; a broker that could not start: skipped."""
-        if name.split("-")[0] not in only:
+        if measurement(name) not in only:
             return
         if broker is not None and broker.stack is None:
             keep(name, {"skipped": broker.skipped}, broker)
@@ -206,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             step("burst" + broker.suffix, functools.partial(_burst, "burst", burst_events, sizes.workers,
                                                             py_spy=py_spy, keep=burst_databases,
                                                             key=broker.key), broker)
+        burst_copy_events = data.demo_events(sizes.burst_copy_events) if "burst-copy" in only else []
+        for broker in compared:
+            step("burst-copy" + broker.suffix, lambda on: burst_copy.measure(
+                on, burst_copy_events, sizes.workers, sizes.repeats, note), broker)
         if "recompute" in only and "tansu" in burst_databases:
             note("recompute: the tansu burst's database under another plan (telemarketer share 0.40) ...")
             keep("recompute", recompute.measure(burst_databases["tansu"], recompute.candidate(plan)).as_dict(), home)
@@ -224,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(dataclasses.asdict(results), indent=2, default=str) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def measurement(name: str) -> str:
+    """The measurement of --only that a figure's name belongs to: its longest prefix in MEASUREMENTS
+    ("burst-copy-kafka" is burst-copy's, "burst-kafka" burst's, "history-10" history's)."""
+    return max((found for found in MEASUREMENTS if name == found or name.startswith(found + "-")), key=len)
 
 
 def warm_up(on: Stack, events: list[bytes]) -> float:
