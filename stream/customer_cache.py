@@ -20,6 +20,8 @@ class CachedCustomer:
     """A customer as this worker last committed it: valid while the database's version matches."""
 
     version: int
+    #: its stored events, but for callbacks without an offer stored while it was cached: no rule
+    #: reads them (`rules.only_inert_events`), and the ledger does not take the customer for them
     events: list[Event]
     credits: dict[Credit, int]  # credit in force -> its row id
     facts: dict[Fact, int] = field(default_factory=dict)  # fact in force -> its row id
@@ -50,7 +52,8 @@ class CustomerCache:
 
         Version 0 is a customer whose row this very batch created (`_take_customers`
         starts at 1, and migration 0004 gave every older customer a row): nothing of
-        it was stored before, so there is nothing to read back.
+        it was stored before but callbacks without an offer, which no rule reads, so
+        there is nothing to read back.
         """
         if version == 0:
             return CachedCustomer(0, [], {}, {})

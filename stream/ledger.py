@@ -5,7 +5,9 @@ When events of a customer arrive, the customer's credits and facts are computed 
 all of its stored events (the rules are per customer, SPEC sections 5 and 13), compared
 with the rows in force, and only the difference is written: removed rows are deleted (a
 retraction), new ones inserted, and the per-person totals moved by the same deltas. That is
-what makes the tables independent of arrival order.
+what makes the tables independent of arrival order. Events that no rule reads (callbacks
+without an offer) change no part of any customer, so a customer who has only those new is
+left alone: not locked, not recomputed (`rules.only_inert_events`).
 
 How the sums stay exact with several workers at once (issue 15, 4a). Every total is a sum
 over customers, and each customer's part is changed only under the lock of its `customers`
@@ -34,7 +36,7 @@ from typing import TypeVar
 import asyncpg
 
 from schemas.events import Event
-from stream import kpi, leads, settlement, store
+from stream import kpi, leads, rules, settlement, store
 from stream.bonus import (
     EARNED_COLUMNS,
     FIGURE_COLUMNS,
@@ -95,7 +97,10 @@ async def recompute_customers(
     customer's history comes from the cache when current, else from Postgres. `force`
     recomputes every customer named, new events or not (a rebuild, a changed plan).
     """
-    ids = sorted(new_events)
+    # Customers whose new events no rule reads keep everything: no lock, no version, no cache
+    # change (`rules.only_inert_events`; about half of a CRM's events are calls without an offer).
+    ids = sorted(new_events) if force else sorted(
+        cid for cid, events in new_events.items() if not rules.only_inert_events(events))
     change = LedgerChange()
     if not ids:
         return change

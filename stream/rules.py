@@ -690,6 +690,17 @@ def _appointment_credit(held: LeadHandoff, kind: str, amount: Decimal, sale: Sal
 # -- one customer ---------------------------------------------------------------------------
 
 
+def only_inert_events(new: Sequence[Event]) -> bool:
+    """Whether `new` holds only callbacks without an offer: events no rule reads (a callback is
+    read only as a touch, SPEC §5.5, and one without an offer is none; no fact comes of it), so
+    adding them to any customer's events changes no credit and no fact. The ledger leaves such
+    a customer alone: not locked, not recomputed, its cached history without them."""
+    for event in new:
+        if type(event) is not Callback or event.outcome == "offer_made":
+            return False
+    return bool(new)
+
+
 def only_kpi_events(new: Sequence[Event]) -> bool:
     """Whether `new` holds KPI events only (SPEC 13): no rule but `kpi_event_fact` reads them, and
     it reads each alone, so adding them changes no credit and no other fact."""

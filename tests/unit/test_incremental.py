@@ -1,7 +1,8 @@
 """The incremental path equals the from-scratch one, without Postgres (issue 12).
 
 `Ledger` below is stream/ledger.py with Postgres taken out: the same admission as the
-store, the same skip (`can_change_credits`), the same per-customer diff of credits and facts
+store, the same skips (`only_inert_events`: the customer is not taken, and the cache never
+learns of those events; `can_change_credits`), the same per-customer diff of credits and facts
 (`diff_customer`), the same sums of per-customer tallies (`add_tallies`), the same lead years
 (`lead_totals` moved by deltas, then each touched year's prizes recomputed from the whole year
 and their changes added to the December months, `lead_points` rewritten for the concerned
@@ -44,7 +45,7 @@ from stream.kpi import KpiScore
 from stream.leads import NO_LEADS, LeadPointsRow, LeadTally, YearKey
 from stream.money import ZERO
 from stream.plan import Plan
-from stream.rules import Credit, Fact, can_change_credits, credit_customer, customer_outcome
+from stream.rules import Credit, Fact, can_change_credits, credit_customer, customer_outcome, only_inert_events
 from tests.unit.builders import DEFAULT, at, callback, handoff, line, plan, refund, sale
 from tests.unit.test_rules_properties import FAST, MODELS, event_sets
 
@@ -56,7 +57,8 @@ class Ledger:
         self.plan = the_plan
         self.event_ids: set[str] = set()
         self.sale_ids: set[str] = set()
-        self.history: dict[str, list[Event]] = defaultdict(list)
+        self.history: dict[str, list[Event]] = defaultdict(list)  # as the worker's cache knows them
+        self.stored: dict[str, list[Event]] = defaultdict(list)  # as `events` holds them
         self.in_force: dict[str, dict[Credit, int]] = defaultdict(dict)
         self.facts: dict[str, dict[Fact, int]] = defaultdict(dict)
         self.totals: dict[PersonKey, Tally] = {}  # credit_totals
@@ -87,12 +89,18 @@ class Ledger:
         deltas: dict[PersonKey, Tally] = {}
         lead_deltas: dict[YearKey, LeadTally] = {}
         for customer, new in sorted(self.admit(events).items()):
+            self.stored[customer] += new
+            if only_inert_events(new):  # not taken at all: the cache does not learn of them
+                continue
             before = self.history[customer]
             self.history[customer] = [*before, *new]
             if not can_change_credits(new, before if cache_warm else None):
                 continue
+            # warm: from the cache, which lacks the inert events; cold: every stored event
+            known = self.history[customer] if cache_warm else self.stored[customer]
+            self.history[customer] = list(known)  # what the ledger stages
             change = diff_customer(self.in_force[customer], self.facts[customer],
-                                   customer_outcome(self.history[customer], self.plan))
+                                   customer_outcome(known, self.plan))
             self.in_force[customer] = {**change.kept, **{c: next(self.row_ids) for c in change.added}}
             self.facts[customer] = {**change.facts_kept, **{f: next(self.row_ids) for f in change.facts_added}}
             add_tallies(deltas, change.deltas)

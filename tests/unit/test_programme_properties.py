@@ -39,7 +39,7 @@ from schemas.events import Event, Feedback, LeadHandoff, QualityReview, Sale
 from stream.bonus import Results, compute_results
 from stream.periods import period_of
 from stream.plan import Plan
-from stream.rules import APPOINTMENT_CONVERTED, CROSS_SELL, UPSELL, Credit
+from stream.rules import APPOINTMENT_CONVERTED, CROSS_SELL, UPSELL, Credit, customer_outcome, only_inert_events
 from tests.unit.builders import callback, feedback, handoff, kpi, line, programmes, refund, review, sale
 from tests.unit.test_incremental import Ledger
 from tests.unit.test_rules_properties import FAST, MODELS, reference_net
@@ -205,6 +205,29 @@ def test_the_ledger_one_event_a_batch_equals_compute_results(model: str, events:
     expected = compute_results(events, the_plan)
     assert (ledger.rows(), ledger.lead_points(), ledger.kpi_scores()) == expected[0:1] + expected[2:4]
 
+
+
+@pytest.mark.parametrize("model", MODELS)
+@FAST
+@given(events=programme_sets(), data=st.data())
+def test_callbacks_without_an_offer_change_nothing(model: str, events: list[Event], data: Any) -> None:
+    """The ledger does not even take a customer whose new events are all callbacks without an
+    offer (`only_inert_events`); right only if they change no credit, no fact, no table, every
+    programme on, whoever makes them and whenever."""
+    the_plan = data.draw(programme_plans(model))
+    customers = sorted({event.customer_id for event in events}) or ["c-new"]
+    extra = [callback(data.draw(st.sampled_from(TELEMARKETERS)),
+                      START + timedelta(hours=6 * data.draw(st.integers(-8, STEPS))),
+                      *data.draw(st.lists(st.sampled_from(CATEGORIES), max_size=2)), outcome=outcome,
+                      customer=data.draw(st.sampled_from(customers)), event_id=f"inert-{index}")
+             for index, outcome in enumerate(data.draw(st.lists(st.sampled_from(("declined", "no_answer")),
+                                                                min_size=1, max_size=6)))]  # fmt: skip
+    assert only_inert_events(extra)
+    assert compute_results([*events, *extra], the_plan) == compute_results(events, the_plan)
+    for customer in customers:
+        mine = [event for event in events if event.customer_id == customer]
+        theirs = [event for event in extra if event.customer_id == customer]
+        assert customer_outcome([*mine, *theirs], the_plan) == customer_outcome(mine, the_plan)
 
 # -- the tables against the SPEC, the slow way -------------------------------------------------
 
