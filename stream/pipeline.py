@@ -52,7 +52,7 @@ from schemas.decode import MAX_DETAIL, PROCESSING_ERROR, InvalidEvent, decode_ev
 from schemas.events import Event, event_type
 from schemas.messages import DeadLetter, Decoded, Message
 from stream import ledger, settlement, store
-from stream.customer_cache import CachedCustomer, CustomerCache
+from stream.customer_cache import CachedCustomer, CustomerCache, RecentIds
 from stream.diff import RulesError
 from stream.ledger import LedgerChange
 from stream.plan import Plan
@@ -146,6 +146,7 @@ class _Isolation:
     poison: list[DeadLetter] = field(default_factory=list)
     store_letters: list[DeadLetter] = field(default_factory=list)
     staged: dict[str, CachedCustomer] = field(default_factory=dict)
+    inserted_ids: list[str] = field(default_factory=list)
     stored: int = 0
     duplicates: int = 0
     credits_inserted: int = 0
@@ -155,6 +156,7 @@ class _Isolation:
         self.store_letters += outcome.dead_letters
         self.staged.update(change.staged)  # a later part's copy of a customer is the current one
         self.stored += len(outcome.inserted)
+        self.inserted_ids += [item.event.event_id for item in outcome.inserted]
         self.duplicates += outcome.duplicates
         self.credits_inserted += change.inserted
         self.credits_retracted += change.retracted
@@ -171,6 +173,7 @@ class Pipeline:
         self.plan_generation = plan_generation
         self.group_id = group_id
         self.cache = CustomerCache()
+        self.recent = RecentIds()  # ids committed lately: a redelivery is sorted out before the COPY
         self.on_retry: Callable[[], None] = lambda: None  # the worker counts retries in a metric
         self.healthy = True
         self.last_error: str | None = None  # why not healthy, for /health: no internal error text
@@ -236,13 +239,14 @@ class Pipeline:
             await settlement.share_settlement_lock(conn)
             if self.plan_generation is not None:
                 await check_generation(conn, self.plan_generation)
-            outcome = await store.insert_events(conn, decoded)
+            outcome = await store.insert_events(conn, decoded, self.recent)
             result.new_dead_letters = await store.insert_dead_letters(
                 conn, invalid + outcome.dead_letters
             )
             change = await self._credit(conn, outcome)
             result.next_offsets = await store.save_progress(conn, self.group_id, batch)
         self.cache.update(change.staged)  # only now: a rolled-back batch must leave no trace
+        self.recent.add_all([item.event.event_id for item in outcome.inserted])
         if decoded:
             self.poison_streak = 0
         result.stored, result.duplicates = len(outcome.inserted), outcome.duplicates
@@ -256,7 +260,7 @@ class Pipeline:
 
     async def _apply(self, conn: asyncpg.Connection, part: Sequence[Decoded]) -> tuple[InsertOutcome, LedgerChange]:
         """A part of a batch, as `_commit` does it, inside the caller's transaction."""
-        outcome = await store.insert_events(conn, part)
+        outcome = await store.insert_events(conn, part, self.recent)
         return outcome, await self._credit(conn, outcome)
 
     async def _isolate(
@@ -273,6 +277,7 @@ class Pipeline:
             )
             result.next_offsets = await store.save_progress(conn, self.group_id, batch)
         self.cache.update(found.staged)
+        self.recent.add_all(found.inserted_ids)
         self.poison_streak = found.streak
         for letter in found.poison:
             logger.warning("dead-lettered %s[%d]@%d as %s: %s", letter.message.topic, letter.message.partition,

@@ -9,6 +9,11 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from schemas.decode import decode_event
+from schemas.messages import Decoded, Message
+from stream import db, store
+from stream.pipeline import Pipeline
+from stream.plan import load_plan
 from tests.examples import EXAMPLES
 from tests.integration.conftest import Feeder, create_database, drop_database
 
@@ -51,5 +56,32 @@ async def test_repeats_sort_the_same_in_a_batch_across_batches_and_on_redelivery
         assert sum(r.duplicates for r in again) == len(MONTH) + 1
         stored, reasons = await outcome(url)
         assert len(stored) == len(MONTH) and reasons == ["conflicting_duplicate", "duplicate_sale_id"]
+    finally:
+        await drop_database(pg_server_url, url)
+
+
+async def test_ids_remembered_by_the_worker_are_a_hint_checked_against_events(pg_server_url: str) -> None:
+    """`recent` (the worker's `RecentIds`) only says where to look: an id it names that is not
+    stored (a hint gone stale, another database) is inserted, one that is stored is sorted as a
+    repeat without failing the COPY, and the outcome is that of a batch without the hint."""
+    url = await create_database(pg_server_url)
+    try:
+        pool = await db.create_pool(url)
+        try:
+            pipeline = Pipeline(pool, load_plan(None), "test")
+            first = [Message("crm.sales", 0, n, None, raw) for n, raw in enumerate(MONTH[:5])]
+            await pipeline.handle(first)
+            decoded = [Decoded(m, decode_event(m.value)) for m in
+                       [Message("crm.sales", 0, 100 + n, None, raw) for n, raw in enumerate([*MONTH[:7], *REPEATS])]]
+            hint = {item.event.event_id for item in decoded} | {"never-stored"}
+            async with pool.acquire() as conn, conn.transaction():
+                found = await store.insert_events(conn, decoded, hint)
+            assert sorted(item.event.event_id for item in found.inserted) == sorted(
+                decode_event(raw).event_id for raw in MONTH[5:7])
+            assert found.duplicates == 6  # MONTH[:5] again and REPEATS[0]
+            assert sorted(letter.reason for letter in found.dead_letters) == ["conflicting_duplicate",
+                                                                              "duplicate_sale_id"]
+        finally:
+            await pool.close()
     finally:
         await drop_database(pg_server_url, url)

@@ -192,7 +192,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Pipeline, FakeD
     def make(fails: Callable[[list[int]], BaseException | None]) -> tuple[Pipeline, FakeDatabase]:
         db = FakeDatabase(fails)
 
-        async def insert_events(conn: FakeConnection, part: Sequence[Decoded]) -> InsertOutcome:
+        async def insert_events(conn: FakeConnection, part: Sequence[Decoded], recent: object = None) -> InsertOutcome:
             db.pending += [item.message.offset for item in part]
             error = db.fails(db.pending)
             if error is not None:
