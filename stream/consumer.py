@@ -49,6 +49,11 @@ PRODUCER_START_WAIT_TRIES = 100
 PRODUCER_START_WAIT_S = 0.1
 
 
+#: `Message(...)` runs the named tuple's Python-level `__new__`; this is the C constructor it calls
+#: (one Message per record: 0.3 µs less each).
+_new_message = tuple.__new__
+
+
 class BatchConsumer:
     """This worker's member of the consumer group, read a batch at a time with `getmany`."""
 
@@ -105,8 +110,12 @@ class BatchConsumer:
         """What `getmany` has within `batch_within`, up to `batch_max` records; often nothing."""
         records = await self.kafka.getmany(timeout_ms=int(self.settings.batch_within * 1000),
                                            max_records=self.settings.batch_max)
-        return [Message(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp / 1000)
-                for partition_records in records.values() for r in partition_records]
+        messages: list[Message] = []
+        for tp, partition_records in records.items():  # a partition's records share topic and partition
+            topic, partition, make = tp.topic, tp.partition, _new_message
+            messages += [make(Message, (topic, partition, r.offset, r.key, r.value or b"", r.timestamp / 1000))
+                         for r in partition_records]
+        return messages
 
     async def commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
         """Tell Kafka where to resume. Best effort: Postgres holds the progress that counts."""
