@@ -14,8 +14,8 @@ Measured as the issue's author measures from outside, in pairs taken in turn:
   COPYed with asyncpg into a logged events-shaped table (primary key + customer index),
   `batch_max` rows a transaction, as raw.copy does, on a database of its own;
 - every pair on fresh workers, topics and databases; the order alternates (burst first in
-  the even pairs, COPY first in the odd ones), so neither always inherits the other's
-  aftermath (Postgres flushing pages, autovacuum of the burst's tables, workers exiting).
+  the even pairs, COPY first in the odd ones), and before each run Postgres is let settle
+  (`quiesce`: autovacuum done, then a CHECKPOINT), so neither inherits the other's aftermath.
 
 Each pair's ratio is drain rate / COPY rate; the row reports the median of the pairs'
 ratios and the lowest pair.
@@ -23,12 +23,15 @@ ratios and the lowest pair.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import asyncpg
 import psutil
 
 from benchmarks import live, raw
@@ -36,7 +39,8 @@ from benchmarks.stack import Stack
 
 METHOD = ("drain = first commit seen -> last commit (consumer_progress polled every 40 ms); "
           "rate = (events - events of the first commit) / drain; COPY: raw.copy, batch_max rows a transaction, "
-          "events-shaped table, fresh database; pairs in turn, alternating which goes first")
+          "events-shaped table, fresh database; pairs in turn, alternating which goes first, "
+          "Postgres settled before each run (autovacuum done, CHECKPOINT)")
 
 
 @dataclass
@@ -104,10 +108,14 @@ def measure(on: Stack, lines: Sequence[bytes], workers: int, pairs: int,
     for run in range(pairs):
         first = "burst" if run % 2 == 0 else "copy"
         if first == "burst":
+            quiesce(on)
             burst = live.burst(on.fresh(f"bc-burst-{run}"), lines, workers)
+            quiesce(on)
             copy = CopyRun.measure(on, f"bc-copy-{run}", lines)
         else:
+            quiesce(on)
             copy = CopyRun.measure(on, f"bc-copy-{run}", lines)
+            quiesce(on)
             burst = live.burst(on.fresh(f"bc-burst-{run}"), lines, workers)
         pair = Pair(run, first, _burst_figures(burst), asdict(copy), burst.drain_rate / copy.rate)
         note(f"  pair {run + 1}/{pairs} ({first} first): drain {_n(burst.drain_rate)}/s "
@@ -115,6 +123,35 @@ def measure(on: Stack, lines: Sequence[bytes], workers: int, pairs: int,
              f"COPY {_n(copy.rate)}/s, ratio {pair.ratio:.3f}")
         done.append(pair)
     return summarize(done, len(lines), workers)
+
+
+#: How long `quiesce` waits for autovacuum to finish before measuring anyway.
+QUIESCE_TIMEOUT_S = 60.0
+
+
+def quiesce(on: Stack) -> float:
+    """Let Postgres settle before a measurement: wait while autovacuum works on what the last
+    run wrote, then CHECKPOINT. Either run left the other a debt otherwise: a COPY after a burst
+    measured 86,000-116,000 rows/s, on a fresh server 145,000-190,000 (the issue's author
+    measured 169,000-216,000), because the burst's tables were being vacuumed and its pages
+    written out beside it. Returns the seconds waited."""
+    return asyncio.run(_quiesce(on.admin_url))
+
+
+async def _quiesce(admin_url: str) -> float:
+    began = time.monotonic()
+    conn = await asyncpg.connect(admin_url)
+    try:
+        while time.monotonic() - began < QUIESCE_TIMEOUT_S:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'")
+            if not busy:
+                break
+            await asyncio.sleep(0.2)
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+    return time.monotonic() - began
 
 
 def summarize(pairs: list[Pair], events: int, workers: int) -> BurstCopyMeasure:
