@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from schemas.events import FIELD_REP, TELEMARKETER, Event, Role, Sale
 from stream import kpi, leads
@@ -331,8 +331,18 @@ class RunningRow:
 
 #: The columns of SPEC sections 6 and 14, in the table's order; payroll files carry them by these names.
 RUNNING_COLUMNS = tuple(field.name for field in fields(RunningRow))
+
+
+def type_name(field: Field[Any]) -> str:
+    """The name of a dataclass field's type ("int", "Decimal", "str"), read the same in both builds:
+    interpreted, `from __future__ import annotations` leaves the annotation a string; compiled by
+    mypyc (setup.py, CRMBONUS_COMPILE=1) it is the class. Comparing `field.type` with a string
+    would find no figure in the compiled build."""
+    return field.type if isinstance(field.type, str) else field.type.__name__
+
+
 #: The figures of a row (counts and money), not its key, role or plan version.
-FIGURE_COLUMNS = tuple(f.name for f in fields(RunningRow) if f.type in ("int", "Decimal"))
+FIGURE_COLUMNS = tuple(f.name for f in fields(RunningRow) if type_name(f) in ("int", "Decimal"))
 
 
 def has_figures(row: RunningRow) -> bool:

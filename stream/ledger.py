@@ -50,6 +50,7 @@ from stream.bonus import (
     person_kpi_scores,
     running_row,
     tally,
+    type_name,
 )
 from stream.customer_cache import CachedCustomer, CustomerCache
 from stream.diff import RulesError, diff_batch, sort_customers
@@ -258,7 +259,7 @@ async def _write_lead_points(conn: asyncpg.Connection, year: int, concerned: Map
 
 #: `credit_totals` columns, one per `Tally` field, in its order, with their SQL array types.
 TALLY_COLUMNS = tuple(field.name for field in dataclasses.fields(Tally))
-_TALLY_TYPES = tuple("int" if field.type == "int" else "numeric" for field in dataclasses.fields(Tally))
+_TALLY_TYPES = tuple("int" if type_name(field) == "int" else "numeric" for field in dataclasses.fields(Tally))
 
 
 async def _apply_deltas(conn: asyncpg.Connection, deltas: Mapping[PersonKey, Tally]) -> None:
@@ -310,7 +311,7 @@ async def _kpi_roles(conn: asyncpg.Connection, persons: Sequence[PersonKey]) -> 
 #: `bonus_running` columns a recomputation writes: all but `prior_adjustments` (SPEC §7 owns it).
 _WRITTEN = tuple(name for name in RUNNING_COLUMNS if name != "prior_adjustments")
 _SQL_TYPES = {"int": "int", "Decimal": "numeric", "str": "text"}
-_RUNNING_TYPES = {field.name: _SQL_TYPES[str(field.type)] for field in dataclasses.fields(RunningRow)}
+_RUNNING_TYPES = {field.name: _SQL_TYPES[type_name(field)] for field in dataclasses.fields(RunningRow)}
 _EARNED_SUM = " + ".join(f"excluded.{name}" for name in EARNED_COLUMNS)
 _UPSERT_RUNNING = f"""
 INSERT INTO bonus_running AS b ({", ".join(RUNNING_COLUMNS)}, updated_at)

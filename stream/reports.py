@@ -19,7 +19,7 @@ from decimal import Decimal
 import asyncpg
 
 from schemas.events import ROLES
-from stream.bonus import RUNNING_COLUMNS, RunningRow
+from stream.bonus import RUNNING_COLUMNS, RunningRow, type_name
 from stream.errors import CrmbonusError
 from stream.periods import Zoned, period_of
 
@@ -31,9 +31,9 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: only an upsell count (a plan with rate 0) is a figure whatever RunningRow holds yet.
 PROGRAMME_COLUMNS = ("upsell_count", "upsell_amount", "upsell_bonus", "kpi_bonus", "prize_bonus")
 NUMERIC_COLUMNS = tuple(dict.fromkeys(
-    [*(f.name for f in fields(RunningRow) if f.type in ("int", "Decimal")), *PROGRAMME_COLUMNS]))
+    [*(f.name for f in fields(RunningRow) if type_name(f) in ("int", "Decimal")), *PROGRAMME_COLUMNS]))
 #: The money columns of a payroll file, summed in its totals.
-MONEY_COLUMNS = tuple(f.name for f in fields(RunningRow) if f.type == "Decimal")
+MONEY_COLUMNS = tuple(f.name for f in fields(RunningRow) if type_name(f) == "Decimal")
 #: SQL: the row (of bonus_running or bonus_settled, unqualified) has a numeric column that is not zero.
 NONZERO_ROW = "(" + " OR ".join(f"{name} <> 0" for name in NUMERIC_COLUMNS) + ")"
 #: SQL: the calendar year of a bonus row's period (`b`), the key of its `lead_points` (SPEC section 13).

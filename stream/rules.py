@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Context, Decimal, Inexact
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from schemas.events import (
     FIELD_REP,
@@ -475,7 +475,9 @@ def split_equally(total: Decimal, count: int) -> list[Decimal]:
     Each part is total/count; when that is not exact it is quantized down to
     `SPLIT_PLACES` places and the remainder goes to the first part.
     """
-    probe = Context(prec=len(total.as_tuple().digits) + 64, rounding=ROUND_DOWN)
+    # Any, not Context: typeshed types `flags` as a dict, but it is a SignalDict, which the
+    # compiled build (setup.py) would check against dict and refuse.
+    probe: Any = Context(prec=len(total.as_tuple().digits) + 64, rounding=ROUND_DOWN)
     part = probe.divide(total, Decimal(count))
     if probe.flags[Inexact]:
         part = part.quantize(Decimal(1).scaleb(-SPLIT_PLACES), rounding=ROUND_DOWN, context=probe)
