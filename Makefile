@@ -43,6 +43,15 @@ unit: setup ## the unit tests only (seconds)
 wheel-test: setup ## build the wheel, install it (not editable) in a fresh venv, replay the worked example from an empty dir (~30 s)
 	PYTHON=$(PY) tests/packaging/check_wheel.sh
 
+compiled: setup ## compile the pure core with mypyc, in place (setup.py, CRMBONUS_COMPILE=1, ~15 s); `make pure` undoes it
+	CRMBONUS_COMPILE=1 $(PY) setup.py build_ext --inplace
+
+pure: ## remove what `make compiled` built: the pure-Python modules run again
+	rm -f stream/*.cpython-*.so
+	rm -rf build/mypyc
+
+.PHONY: compiled pure
+
 bench: setup ## the throughput/latency/RSS benchmark on tansu and Apache Kafka (~4 min), prints the table
 	$(PY) -m benchmarks.run
 

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,8 @@ from hypothesis import strategies as st
 from schemas.decode import PROCESSING_ERROR, InvalidEvent, StoredDecoder, decode_event
 from schemas.events import EARLIEST, LATEST
 from schemas.messages import Message
-from stream import db, rules
+from stream import db
+from stream import pipeline as pipeline_module
 from stream.bonus import compute_tables
 from stream.pipeline import SYSTEMIC, BatchResult, Pipeline
 from stream.plan import load_plan
@@ -156,23 +158,27 @@ async def test_two_messages_that_fail_only_together_lose_the_later(pg_url: str) 
 
 
 async def test_the_rules_refusing_a_message_isolate_it(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An ArithmeticError raised by the rules for one customer (none is reachable from valid
-    input any more, so one is planted) is isolated like a data exception."""
-    original = rules.customer_outcome
+    """An ArithmeticError raised by the rules for one customer is isolated like a data exception.
+    None is reachable from valid input any more, so one is planted: cust-7's sale is decoded
+    with a price of 1,001 digits, which decoding never gives (SPEC section 10 caps prices), and
+    the rules' exact context (1,000 digits) refuses to round it. The plant is in the decoding,
+    not in the rules, so it holds in the compiled build too (setup.py), whose rules and diff
+    call each other past any patch."""
+    original = pipeline_module.decode_event
 
-    def customer_outcome(events: Any, plan: Any) -> Any:
-        events = list(events)
-        if any(event.customer_id == "cust-7" for event in events):
-            raise OverflowError("date value out of range")
-        return original(events, plan)
+    def decode_event(raw: bytes) -> Any:
+        event = original(raw)
+        if event.customer_id == "cust-7":
+            msgspec.structs.force_setattr(event.lines[1], "unit_price", Decimal("1" * 1001))
+        return event
 
-    monkeypatch.setattr(rules, "customer_outcome", customer_outcome)
+    monkeypatch.setattr(pipeline_module, "decode_event", decode_event)
     lines = [sale(i, f"fr-{i % 3}") for i in range(12)]
     await feed(pg_url, lines)
     assert await stored_ids(pg_url) == sorted(f"s-{i}" for i in range(12) if i != 7)
     [letter] = await dead_letters(pg_url)
     assert letter["offset"] == 7 and letter["reason"] == PROCESSING_ERROR
-    assert "the rules failed for customer 'cust-7': OverflowError: date value out of range" in letter["detail"]
+    assert "the rules failed for customer 'cust-7': Inexact: " in letter["detail"]
 
 
 # --- a systemic fault, and errors that are nobody's data -----------------------------------------
