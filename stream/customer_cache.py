@@ -67,26 +67,22 @@ class CustomerCache:
 
     def update(self, staged: dict[str, CachedCustomer]) -> None:
         """Take in what a batch committed; call only after its transaction is in."""
-        entries = self.entries
-        added = 0
         for customer_id, entry in staged.items():
-            old = entries.pop(customer_id, None)
-            if old is not None:
-                added -= len(old.events)
-            entries[customer_id] = entry
-            added += len(entry.events)
-        self.events += added
+            self._forget(customer_id)
+            self.entries[customer_id] = entry
+            self.events += len(entry.events)
         while self.events > self.max_events and self.entries:
             _, oldest = self.entries.popitem(last=False)
             self.events -= len(oldest.events)
 
     def discard(self, customer_ids: Iterable[str]) -> None:
         for customer_id in customer_ids:
-            entry = self.entries.pop(customer_id, None)
-            if entry is not None:
-                self.events -= len(entry.events)
+            self._forget(customer_id)
 
-
+    def _forget(self, customer_id: str) -> None:
+        entry = self.entries.pop(customer_id, None)
+        if entry is not None:
+            self.events -= len(entry.events)
 
 
 class RecentIds:

@@ -7,7 +7,7 @@ Rows go in through COPY (events) or as arrays through `unnest`, one statement pe
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -69,20 +69,18 @@ async def insert_events(conn: asyncpg.Connection, batch: Sequence[Decoded],
         return InsertOutcome([], 0, [])
     rows = [_event_row(message, event) for message, event in batch]
     first, repeats = _first_of_each_id(rows)
-    known = [rows[i][0] for i in first if rows[i][0] in recent]
-    if known:
-        stored = {row[0] for row in await conn.fetch(
-            "SELECT event_id FROM events WHERE event_id = ANY($1::text[])", known)}
-        if stored:
-            repeats = sorted([*repeats, *(i for i in first if rows[i][0] in stored)])
-            first = [i for i in first if rows[i][0] not in stored]
+    known = [event_id for i in first if (event_id := batch[i].event.event_id) in recent]
+    stored = await _stored_raw(conn, known) if known else {}
+    if stored:
+        repeats = sorted([*repeats, *(i for i in first if rows[i][0] in stored)])
+        first = [i for i in first if rows[i][0] not in stored]
     try:
         if first:
             async with conn.transaction():  # a savepoint: a failed COPY leaves the batch's transaction usable
                 await conn.copy_records_to_table("events", records=[rows[i] for i in first], columns=_EVENT_COLUMNS)
     except asyncpg.UniqueViolationError:
         return await _insert_staged(conn, batch, rows)
-    duplicates, dead = await _sort_rejected(conn, [batch[i] for i in repeats])
+    duplicates, dead = await _sort_rejected(conn, [batch[i] for i in repeats], stored)
     return InsertOutcome([batch[i] for i in first], duplicates, dead)
 
 
@@ -130,16 +128,21 @@ async def _insert_staged(
     return InsertOutcome(inserted, duplicates, dead)
 
 
+async def _stored_raw(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored bytes of those of these events that are stored."""
+    rows = await conn.fetch("SELECT event_id, raw FROM events WHERE event_id = ANY($1::text[])", list(event_ids))
+    return {row["event_id"]: bytes(row["raw"]) for row in rows}
+
+
 async def _sort_rejected(
-    conn: asyncpg.Connection, rejected: list[Decoded]
+    conn: asyncpg.Connection, rejected: list[Decoded], read: Mapping[str, bytes] | None = None
 ) -> tuple[int, list[DeadLetter]]:
+    """Duplicates and dead letters among events not inserted; `read`: stored bytes already read."""
     if not rejected:
         return 0, []
-    rows = await conn.fetch(
-        "SELECT event_id, raw FROM events WHERE event_id = ANY($1::text[])",
-        [item.event.event_id for item in rejected],
-    )
-    stored = {row["event_id"]: bytes(row["raw"]) for row in rows}
+    read = read or {}
+    stored = {**read, **await _stored_raw(conn, [item.event.event_id for item in rejected
+                                                 if item.event.event_id not in read])}
     duplicates, dead = 0, []
     for item in rejected:
         first = stored.get(item.event.event_id)
