@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 note(f"{kafka.label}: skipped: {kafka.skipped}")
             else:
                 note(f"{kafka.label}: answered in {kafka.startup_s:.1f} s; warming it up (excluded) ...")
-                kafka.warm_up_s = warm_up(kafka.stack, events, len(events) if args.smoke else WARM_UP_RECORDS)
+                kafka.warm_up_s = warm_up(kafka.stack, events, len(events) if args.smoke else WARM_UP_RECORDS,
+                                           0 if args.smoke else WARM_UP_BURSTS, sizes.workers)
             compared.append(kafka)
         results.meta["brokers"] = {broker.key: broker.as_dict() for broker in compared}
         copy_settings = stack.fresh("copy")
@@ -244,21 +245,28 @@ def measurement(name: str) -> str:
     return max((found for found in MEASUREMENTS if name == found or name.startswith(found + "-")), key=len)
 
 
-#: Records a just-launched Apache Kafka is sent before anything is measured (`warm_up`).
+#: Records a just-launched Apache Kafka is sent before anything is measured (`warm_up`), and the
+#: bursts through running workers that follow them.
 WARM_UP_RECORDS = 100_000
+WARM_UP_BURSTS = 3
 
 
-def warm_up(on: Stack, events: list[bytes], records: int = WARM_UP_RECORDS) -> float:
-    """Publish the end-to-end events and read them back until `records` went through, untimed: a
-    production broker is a long-running JVM, this one was just launched (its JIT compiles the
-    request paths under load: a single pass of 30,000 left its compiler threads busy through
-    the first burst, the lowest pair of the burst row), and a partition's first produce requests
-    wait for it to load. The seconds it took."""
+def warm_up(on: Stack, events: list[bytes], records: int = WARM_UP_RECORDS, bursts: int = WARM_UP_BURSTS,
+            workers: int = 2) -> float:
+    """Publish the end-to-end events and read them back until `records` went through, then drain
+    `bursts` bursts of them through `workers` running workers, all untimed: a production broker is
+    a long-running JVM, this one was just launched. Its JIT compiles each request path under load:
+    after the publishing and reading alone, the compiler threads still took 2-8 ms per 1,000
+    events of every burst (`/proc/<pid>/task`: as much as the request handlers), since a
+    consumer group's fetches and offset commits had not run yet; after three bursts, 1-2 ms
+    (measured). And a partition's first produce requests wait for it to load. The seconds it took."""
     began = time.monotonic()
     for round_ in range(max(1, -(-records // max(1, len(events))))):
         settings = on.fresh(f"warm-up-{round_}")
         raw.run_publish(settings, events)
         raw.run_consume(on.broker, list(settings.topics.inputs), len(events), settings.partitions)
+    for round_ in range(bursts):
+        live.burst(on.fresh(f"warm-up-burst-{round_}"), events, workers)
     return time.monotonic() - began
 
 

@@ -101,7 +101,7 @@ class Broker:
     stack: Stack | None
     skipped: str | None = None  # why there is no stack
     startup_s: float | None = None  # launch to first answer, excluded from every figure
-    warm_up_s: float | None = None  # publishing and reading the events once before the first figure, excluded
+    warm_up_s: float | None = None  # publishing, reading and draining events before the first figure, excluded
 
     @property
     def suffix(self) -> str:
