@@ -70,7 +70,7 @@ unit-pure: $(VENV)/.installed ## the unit tests on the pure-Python modules, as a
 
 .PHONY: compiled pure unit-pure
 
-bench: setup ## the throughput/latency/RSS benchmark on tansu and Apache Kafka (~6.5 min), prints the table
+bench: setup ## the throughput/latency/RSS benchmark on tansu and Apache Kafka (~7 min), prints the table
 	$(PY) -m benchmarks.run
 
 bench-smoke: setup ## every benchmark measurement, tiny (CI; figures printed, nothing asserted)

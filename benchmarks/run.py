@@ -1,7 +1,7 @@
 """`python -m benchmarks.run`: the table of issue 6, measured in one run on the embedded stack,
 raw consume, end to end, the burst and burst-vs-COPY on a real Apache Kafka broker beside it.
 
-    python -m benchmarks.run                  # default sizes, about 6.5 minutes on 2 cores
+    python -m benchmarks.run                  # default sizes, about 7 minutes on 2 cores
     python -m benchmarks.run --smoke          # every measurement tiny, for CI (about 1.7 minutes)
     python -m benchmarks.run --json out.json  # also write every figure as JSON
     python -m benchmarks.run --brokers tansu  # the compared rows on tansu only (no Apache Kafka started)
