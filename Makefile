@@ -101,6 +101,6 @@ kafka-jars: setup ## fetch Apache Kafka's jars from Maven Central (deploy/kafka/
 	$(PY) -m tests.apache_kafka jars
 
 kafka: setup kafka-jars ## an Apache Kafka broker in the foreground until Ctrl-C (data in .crmbonus/apache-kafka; KAFKA_PORT=N)
-	$(PY) -m tests.apache_kafka run --workdir $(KAFKA_WORKDIR) --heap 1g --heap-min 1g $(if $(KAFKA_PORT),--port $(KAFKA_PORT))
+	$(PY) -m tests.apache_kafka run --workdir $(KAFKA_WORKDIR) $(if $(KAFKA_PORT),--port $(KAFKA_PORT))
 
 .PHONY: java-deps kafka-jars kafka
